@@ -1,0 +1,42 @@
+# The two commands: `make dev` brings the local stack up, `make test` runs every test. Both install what is
+# missing first (see scripts/install-deps.sh).
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+NPM_STAMP := node_modules/.package-lock.json
+
+.PHONY: help deps dev test test-unit test-db db db-stop db-reset
+
+help:
+	@echo "make dev        bring the local stack up (Postgres on 127.0.0.1:54322, migrated and seeded)"
+	@echo "make test       run every test"
+	@echo "make test-unit  native unit tests only"
+	@echo "make test-db    advisors, pgTAP and concurrency tests against a throwaway database"
+	@echo "make db | db-stop | db-reset   start, stop or wipe the local Postgres"
+
+deps: $(NPM_STAMP)
+	@scripts/install-deps.sh
+
+$(NPM_STAMP): package.json package-lock.json
+	@scripts/install-deps.sh
+	npm ci --no-audit --no-fund --loglevel=error
+
+dev: deps
+	@scripts/dev.sh
+
+test: deps test-unit test-db
+
+test-unit:
+	cargo test --lib
+
+test-db: deps
+	@scripts/test-db.sh
+
+db: deps
+	@scripts/db.sh start
+
+db-stop:
+	@scripts/db.sh stop
+
+db-reset: deps
+	@scripts/db.sh reset
