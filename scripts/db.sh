@@ -54,7 +54,15 @@ ensure_cluster() {
     mkdir -p "$DATA_DIR"
     local pwfile=$DATA_DIR.pw
     printf 'postgres\n' > "$pwfile"
-    if [[ $(id -u) == 0 ]]; then chown postgres: "$DATA_DIR" "$pwfile"; fi
+    if [[ $(id -u) == 0 ]]; then
+      chown postgres: "$DATA_DIR" "$pwfile"
+      # The server runs as postgres: it must be able to walk down to its data (a checkout may sit in a
+      # private folder). Only the right to pass through is added, never to list or read.
+      local dir=$DATA_DIR
+      while dir=$(dirname "$dir"); [[ $dir != / ]]; do
+        runuser -u postgres -- test -x "$dir" || chmod o+x "$dir"
+      done
+    fi
     as_owner "$PG_BIN/initdb" -D "$DATA_DIR" -U postgres --pwfile="$pwfile" -E UTF8 --locale=C.UTF-8 \
       --auth-local=trust --auth-host=scram-sha-256 >"$DATA_DIR.init.log" 2>&1 \
       || { cat "$DATA_DIR.init.log" >&2; die "initdb failed"; }
