@@ -17,9 +17,11 @@ help:
 deps: $(NPM_STAMP)
 	@scripts/install-deps.sh
 
+# `npm install`, not `npm ci`: the Supabase CLI lists a binary package per platform as optional, the lockfile
+# can only hold the ones the registry serves, and `npm ci` refuses such a lockfile. Versions stay pinned.
 $(NPM_STAMP): package.json package-lock.json
 	@scripts/install-deps.sh
-	npm ci --no-audit --no-fund --loglevel=error
+	npm install --no-audit --no-fund --loglevel=error
 
 dev: deps
 	@scripts/dev.sh
