@@ -6,11 +6,13 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 
 started_db=false
+idle=""
 if [[ -z ${DATABASE_URL:-} ]] && ! psql "$(scripts/db.sh url)" -XtAqc 'select 1' >/dev/null 2>&1; then
   started_db=true
 fi
 stop() {
   trap - INT TERM EXIT
+  if [[ -n $idle ]]; then kill "$idle" 2>/dev/null || true; fi
   if $started_db; then scripts/db.sh stop; fi
   echo "dev: stopped"
 }
@@ -25,4 +27,5 @@ cat <<READY
 
 READY
 sleep infinity &
-wait
+idle=$!
+wait "$idle"
