@@ -38,6 +38,17 @@ begin
 end;
 $$;
 
+-- Errors of the database rather than of the request, worth retrying: serialization failure and deadlock (40),
+-- insufficient resources (53), operator intervention such as shutdown (57), lock not available (55P03).
+create function private.is_transient(p_sqlstate text)
+returns boolean
+language sql
+immutable
+set search_path = ''
+as $$
+  select left(p_sqlstate, 2) in ('40', '53', '57') or p_sqlstate = '55P03';
+$$;
+
 -- RFC 3339 in UTC, whatever the session's time zone.
 create function private.rfc3339(p_at timestamptz)
 returns text
@@ -238,6 +249,9 @@ begin
         returning * into v_patient;
       exception when others then
         get stacked diagnostics v_sqlstate = returned_sqlstate, v_constraint = constraint_name;
+        if private.is_transient(v_sqlstate) then
+          raise;
+        end if;
         perform private.fail(500, 'PATIENT_CREATION_FAILED', v_step,
           'patient insert failed: ' || v_sqlstate || coalesce(' ' || nullif(v_constraint, ''), ''));
       end;
@@ -356,7 +370,7 @@ begin
         v_is_duplicate := true;
       when others then
         get stacked diagnostics v_sqlstate = returned_sqlstate, v_constraint = constraint_name;
-        if v_sqlstate like 'PT%' then
+        if private.is_transient(v_sqlstate) then
           raise;
         end if;
         perform private.fail(500, 'APPOINTMENT_INSERT_FAILED', v_step,
@@ -377,8 +391,7 @@ exception
     if v_sqlstate like 'PT%' then
       raise;                                        -- already in the booking error scheme
     end if;
-    if v_sqlstate like '40%' or v_sqlstate like '53%' or v_sqlstate like '57%' or v_sqlstate = '55P03' then
-      -- Serialization failure, deadlock, resources, shutdown, lock timeout: the database, not the request.
+    if private.is_transient(v_sqlstate) then
       perform private.fail(503, 'DATABASE_UNAVAILABLE', v_step, 'database unavailable: ' || v_sqlstate);
     end if;
     perform private.fail(500, 'INTERNAL_ERROR', v_step,
@@ -391,4 +404,5 @@ comment on function public.book_appointment is
 
 revoke all on function public.book_appointment from public, anon, authenticated;
 grant execute on function public.book_appointment to service_role;
-revoke all on function private.fail, private.rfc3339, private.booking_result from public, anon, authenticated;
+revoke all on function private.fail, private.is_transient, private.rfc3339, private.booking_result
+  from public, anon, authenticated;

@@ -67,12 +67,13 @@ language sql as $$
                             'email', 'patient.' || p_tag || '@example.com');
 $$;
 
--- For failures no data can provoke: a trigger function that fails whatever it is attached to. A test attaches
--- it inside its own transaction, which rolls back with the test.
+-- For failures no data can provoke: a trigger function that fails whatever it is attached to, with the
+-- SQLSTATE given as the trigger's argument (default P0001). A test attaches it inside its own transaction,
+-- which rolls back with the test.
 create or replace function tests.injected_failure() returns trigger
 language plpgsql as $$
 begin
-  raise exception 'injected failure for a test';
+  raise exception 'injected failure for a test' using errcode = coalesce(tg_argv[0], 'P0001');
 end;
 $$;
 

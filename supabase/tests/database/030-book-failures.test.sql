@@ -2,7 +2,7 @@
 -- NO new row in any table: not the patient it created on the way (the orphan of the old route), not the
 -- appointment, not the sync job, not the idempotency key.
 begin;
-select plan(34);
+select plan(37);
 set local role service_role;
 
 -- Each case: a booking that must fail, the expected "<SQLSTATE> <code> <step>", and a description.
@@ -65,20 +65,25 @@ select is(tests.booking_error(sql), expected, description) from failing_bookings
 select is(tests.new_rows(), '{}', 'none of those failures left a row behind');
 
 -- Failures that data cannot provoke, injected with a failing trigger ------------------------------------------
-create temp table injected (tbl text, expected text);
+-- A plain error (P0001) is the step's failure; an error of the database itself (deadlock 40P01, serialization
+-- 40001, lock timeout 55P03) is DATABASE_UNAVAILABLE, worth retrying, whichever step it hit.
+create temp table injected (tbl text, sqlstate text, expected text);
 insert into injected values
-  ('patients',         'PT500 PATIENT_CREATION_FAILED patient_resolution'),
-  ('appointments',     'PT500 APPOINTMENT_INSERT_FAILED appointment_insert'),
-  ('sync_retry_queue', 'PT500 APPOINTMENT_INSERT_FAILED appointment_insert'),
-  ('idempotency_keys', 'PT500 INTERNAL_ERROR idempotency');
+  ('patients',         'P0001', 'PT500 PATIENT_CREATION_FAILED patient_resolution'),
+  ('appointments',     'P0001', 'PT500 APPOINTMENT_INSERT_FAILED appointment_insert'),
+  ('sync_retry_queue', 'P0001', 'PT500 APPOINTMENT_INSERT_FAILED appointment_insert'),
+  ('idempotency_keys', 'P0001', 'PT500 INTERNAL_ERROR idempotency'),
+  ('patients',         '40001', 'PT503 DATABASE_UNAVAILABLE patient_resolution'),
+  ('appointments',     '40P01', 'PT503 DATABASE_UNAVAILABLE appointment_insert'),
+  ('sync_retry_queue', '55P03', 'PT503 DATABASE_UNAVAILABLE appointment_insert');
 
-create function pg_temp.book_with_failing(p_table text) returns text
+create function pg_temp.book_with_failing(p_table text, p_sqlstate text) returns text
 language plpgsql as $$
 declare
   v_result text;
 begin
   execute format('create trigger injected_failure before insert or update on public.%I
-                  for each row execute function tests.injected_failure()', p_table);
+                  for each row execute function tests.injected_failure(%L)', p_table, p_sqlstate);
   v_result := tests.booking_error(format(
     $f$select public.book_appointment('req-inject-%s', tests.id('okafor'), tests.id('summit')::text, tests.slot(8),
          'in_person', p_patient => tests.new_patient('inject-%s'), p_idempotency_key => 'key-inject-%s')$f$,
@@ -89,7 +94,8 @@ end;
 $$;
 reset role;  -- creating triggers needs the owner
 select tests.remember_counts();
-select is(pg_temp.book_with_failing(tbl), expected, 'a failing insert into ' || tbl || ': ' || expected) from injected;
+select is(pg_temp.book_with_failing(tbl, sqlstate), expected,
+          format('an insert into %s failing with %s: %s', tbl, sqlstate, expected)) from injected;
 select is(tests.new_rows(), '{}', 'an insert failing after the patient was created leaves no orphan patient');
 set local role service_role;
 
