@@ -37,6 +37,12 @@ struct Booking {
     idempotency_key: Option<String>,
 }
 
+impl Booking {
+    fn cash(provider_id: &str, request_id: &str, hour: i32, patient: Patient) -> Self {
+        Booking { request_id: request_id.into(), provider_id: provider_id.into(), hour, patient, idempotency_key: None }
+    }
+}
+
 fn database_url() -> String {
     std::env::var("DATABASE_URL").expect(
         "DATABASE_URL must point at a migrated and seeded database; `make test-db` creates one and sets it",
@@ -164,12 +170,9 @@ async fn thirty_two_patients_racing_for_one_slot_get_one_appointment() {
 
     let outcomes = book_simultaneously(
         (0..32)
-            .map(|i| Booking {
-                request_id: format!("race-{i}"),
-                provider_id: provider_id.clone(),
-                hour: 15,
-                patient: new_patient(&format!("P{i}"), &format!("{tag}.{i}@example.com")),
-                idempotency_key: None,
+            .map(|i| {
+                let patient = new_patient(&format!("P{i}"), &format!("{tag}.{i}@example.com"));
+                Booking::cash(&provider_id, &format!("race-{i}"), 15, patient)
             })
             .collect(),
     )
@@ -196,13 +199,7 @@ async fn sixteen_first_bookings_of_one_new_patient_give_one_patient() {
 
     let outcomes = book_simultaneously(
         (0..16)
-            .map(|i| Booking {
-                request_id: format!("first-{i}"),
-                provider_id: provider_id.clone(),
-                hour: i,
-                patient: new_patient("Sam", &email),
-                idempotency_key: None,
-            })
+            .map(|i| Booking::cash(&provider_id, &format!("first-{i}"), i, new_patient("Sam", &email)))
             .collect(),
     )
     .await;
@@ -228,11 +225,8 @@ async fn sixteen_resubmits_of_one_booking_give_one_appointment() {
     let outcomes = book_simultaneously(
         (0..16)
             .map(|i| Booking {
-                request_id: format!("resubmit-{i}"),
-                provider_id: provider_id.clone(),
-                hour: 10,
-                patient: new_patient("Alex", &email),
                 idempotency_key: (i % 2 == 0).then(|| format!("{tag}-key")),
+                ..Booking::cash(&provider_id, &format!("resubmit-{i}"), 10, new_patient("Alex", &email))
             })
             .collect(),
     )
@@ -256,22 +250,10 @@ async fn a_booking_blocked_on_an_uncommitted_one_learns_its_outcome_when_it_ends
     let owner = connect_as_owner().await;
     let tag = unique_tag("blocked");
     let provider_id = new_provider(&owner, &tag).await;
-    let earlier = Booking {
-        request_id: "earlier".into(),
-        provider_id: provider_id.clone(),
-        hour: 8,
-        patient: new_patient("Robin", &format!("{tag}@example.com")),
-        idempotency_key: None,
-    };
+    let earlier = Booking::cash(&provider_id, "earlier", 8, new_patient("Robin", &format!("{tag}@example.com")));
     let earlier = book(&owner, &earlier).await.expect("an earlier booking makes Robin a patient");
     let robin = Patient::Existing(earlier["patient"]["id"].as_str().unwrap().to_owned());
-    let at = |hour: i32, request_id: &str, patient: Patient| Booking {
-        request_id: request_id.into(),
-        provider_id: provider_id.clone(),
-        hour,
-        patient,
-        idempotency_key: None,
-    };
+    let at = |hour: i32, request_id: &str, patient: Patient| Booking::cash(&provider_id, request_id, hour, patient);
 
     // The same patient's same slot, submitted twice: the second gets the first's appointment.
     let second = book_while_first_is_uncommitted(

@@ -24,6 +24,36 @@ revoke all on schema private from public, anon, authenticated, service_role;
 create domain public.request_id as text
   check (value ~ '^[A-Za-z0-9._-]{1,64}$');
 
+-- Booking errors are raised in one scheme, documented with book_appointment: SQLSTATE 'PT' || HTTP status,
+-- message = the contract's code, hint = the step, detail = a diagnostic without patient data.
+create function private.fail(p_status integer, p_code text, p_step text, p_detail text)
+returns void
+language plpgsql
+set search_path = ''
+as $$
+begin
+  raise exception using
+    errcode = 'PT' || p_status::text,
+    message = p_code,
+    hint    = p_step,
+    detail  = p_detail;
+end;
+$$;
+
+-- Every API function takes the caller's request id first and refuses a malformed one.
+create function private.require_request_id(p_request_id text)
+returns void
+language plpgsql
+set search_path = ''
+as $$
+begin
+  if p_request_id is null or p_request_id !~ '^[A-Za-z0-9._-]{1,64}$' then
+    perform private.fail(400, 'INVALID_REQUEST', 'request_validation',
+      'p_request_id must be 1-64 characters of [A-Za-z0-9._-]');
+  end if;
+end;
+$$;
+
 -- Closes a table to the browser-facing roles: row level security on, their privileges revoked, and one policy
 -- that says so (a table with RLS and no policy at all reads as an oversight; this one is deliberate).
 -- service_role, which bypasses RLS, keeps Supabase's default table privileges for staff tooling.

@@ -4,6 +4,16 @@
 -- first bookings of one new patient end with ONE row: the second insert waits for the first and then finds it.
 -- =============================================================================================================
 
+-- How names compare: case folded, whitespace trimmed and runs of it collapsed ("  Mary  Ann " = "mary ann").
+create function private.name_key(p_name text)
+returns text
+language sql
+immutable
+set search_path = ''
+as $$
+  select lower(btrim(regexp_replace(p_name, '\s+', ' ', 'g')));
+$$;
+
 create table public.patients (
   id                    uuid primary key default gen_random_uuid(),
   first_name            text not null check (char_length(first_name) between 1 and 100),
@@ -17,10 +27,10 @@ create table public.patients (
   created_at            timestamptz not null default now(),
   updated_at            timestamptz not null default now(),
 
-  -- The normalised identity: case folded, whitespace trimmed and collapsed.
+  -- The normalised identity.
   email_key      text not null generated always as (lower(email)) stored,
-  first_name_key text not null generated always as (lower(btrim(regexp_replace(first_name, '\s+', ' ', 'g')))) stored,
-  last_name_key  text not null generated always as (lower(btrim(regexp_replace(last_name, '\s+', ' ', 'g')))) stored
+  first_name_key text not null generated always as (private.name_key(first_name)) stored,
+  last_name_key  text not null generated always as (private.name_key(last_name)) stored
 );
 comment on table public.patients is 'Health data: never log names, emails, phones or dates of birth in clear.';
 

@@ -23,21 +23,6 @@
 -- function as 23P01 (PostgREST would answer 400): it becomes SLOT_TAKEN, 409.
 -- =============================================================================================================
 
--- Raises a booking error in the scheme above.
-create function private.fail(p_status integer, p_code text, p_step text, p_detail text)
-returns void
-language plpgsql
-set search_path = ''
-as $$
-begin
-  raise exception using
-    errcode = 'PT' || p_status::text,
-    message = p_code,
-    hint    = p_step,
-    detail  = p_detail;
-end;
-$$;
-
 -- Errors of the database rather than of the request, worth retrying: serialization failure and deadlock (40),
 -- insufficient resources (53), operator intervention such as shutdown (57), lock not available (55P03).
 create function private.is_transient(p_sqlstate text)
@@ -135,6 +120,8 @@ declare
   v_first_name      text;
   v_last_name       text;
   v_email           text;
+  v_first_name_key  text;
+  v_last_name_key   text;
   v_phone           text;
   v_dob             date;
   v_request_hash    text;
@@ -152,9 +139,7 @@ declare
   v_constraint      text;
 begin
   ---------------------------------------------------------------------------------------------- request_validation
-  if p_request_id is null or p_request_id !~ '^[A-Za-z0-9._-]{1,64}$' then
-    perform private.fail(400, 'INVALID_REQUEST', v_step, 'p_request_id must be 1-64 characters of [A-Za-z0-9._-]');
-  end if;
+  perform private.require_request_id(p_request_id);
   if p_provider_id is null or p_payer_id is null or p_start is null or p_location_type is null then
     perform private.fail(400, 'INVALID_REQUEST', v_step, 'p_provider_id, p_payer_id, p_start and p_location_type are required');
   end if;
@@ -231,11 +216,11 @@ begin
     end if;
   else
     -- The same person: same email, names and date of birth; a row without a date of birth matches any.
+    v_first_name_key := private.name_key(v_first_name);
+    v_last_name_key := private.name_key(v_last_name);
     select * into v_patient
     from public.patients p
-    where p.email_key = lower(v_email)
-      and p.first_name_key = lower(btrim(regexp_replace(v_first_name, '\s+', ' ', 'g')))
-      and p.last_name_key = lower(btrim(regexp_replace(v_last_name, '\s+', ' ', 'g')))
+    where p.email_key = lower(v_email) and p.first_name_key = v_first_name_key and p.last_name_key = v_last_name_key
       and (v_dob is null or p.date_of_birth is null or p.date_of_birth = v_dob)
     order by p.date_of_birth is not distinct from v_dob desc, p.created_at
     limit 1;
@@ -260,9 +245,7 @@ begin
       else
         select * into v_patient
         from public.patients p
-        where p.email_key = lower(v_email)
-          and p.first_name_key = lower(btrim(regexp_replace(v_first_name, '\s+', ' ', 'g')))
-          and p.last_name_key = lower(btrim(regexp_replace(v_last_name, '\s+', ' ', 'g')))
+        where p.email_key = lower(v_email) and p.first_name_key = v_first_name_key and p.last_name_key = v_last_name_key
           and p.date_of_birth is not distinct from v_dob;
         if not found then
           perform private.fail(500, 'PATIENT_CREATION_FAILED', v_step, 'patient identity conflicted but no row was found');
@@ -404,5 +387,3 @@ comment on function public.book_appointment is
 
 revoke all on function public.book_appointment from public, anon, authenticated;
 grant execute on function public.book_appointment to service_role;
-revoke all on function private.fail, private.is_transient, private.rfc3339, private.booking_result
-  from public, anon, authenticated;

@@ -21,9 +21,7 @@ as $$
 declare
   v_id uuid;
 begin
-  if p_request_id is null or p_request_id !~ '^[A-Za-z0-9._-]{1,64}$' then
-    perform private.fail(400, 'INVALID_REQUEST', 'request_validation', 'p_request_id must be 1-64 characters of [A-Za-z0-9._-]');
-  end if;
+  perform private.require_request_id(p_request_id);
   if p_step is null or p_step !~ '^[a-z][a-z_]{0,63}$' or p_code is null or p_code !~ '^[A-Z][A-Z_]{0,63}$' then
     perform private.fail(400, 'INVALID_REQUEST', 'request_validation', 'p_step must be snake_case and p_code UPPER_SNAKE_CASE');
   end if;
