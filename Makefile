@@ -5,13 +5,14 @@ SHELL := /bin/bash
 
 NPM_STAMP := node_modules/.package-lock.json
 
-.PHONY: help deps dev test test-unit test-db db db-stop db-reset
+.PHONY: help deps dev test test-unit test-db test-stack db db-stop db-reset
 
 help:
 	@echo "make dev        bring the local stack up (Postgres on 127.0.0.1:54322, migrated and seeded)"
 	@echo "make test       run every test"
 	@echo "make test-unit  native unit tests only"
 	@echo "make test-db    advisors, pgTAP and concurrency tests against a throwaway database"
+	@echo "make test-stack the local stand-ins: RPC API, IntakeQ sandbox, make dev"
 	@echo "make db | db-stop | db-reset   start, stop or wipe the local Postgres"
 
 deps: $(NPM_STAMP)
@@ -26,13 +27,17 @@ $(NPM_STAMP): package.json package-lock.json
 dev: deps
 	@scripts/dev.sh
 
-test: deps test-unit test-db
+test: deps
+	@scripts/test.sh unit db stack
 
-test-unit:
-	cargo test --lib
+test-unit: deps
+	@scripts/test.sh unit
 
 test-db: deps
-	@scripts/test-db.sh
+	@scripts/test.sh db
+
+test-stack: deps
+	@scripts/test.sh stack
 
 db: deps
 	@scripts/db.sh start

@@ -1,0 +1,142 @@
+//! Faults a test can ask the sandbox to inject, and IntakeQ's rate limit.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+
+/// The API's endpoints, as faults name them ("*" names them all).
+pub const ENDPOINTS: &[&str] = &[
+    "GET /clients",
+    "POST /clients",
+    "GET /appointments/settings",
+    "POST /appointments",
+    "GET /appointments",
+    "PUT /appointments",
+    "POST /appointments/cancellation",
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FaultKind {
+    /// 500 with IntakeQ's JSON error body.
+    ServerError,
+    /// 429, with `Retry-After` when `retryAfterSeconds` is given.
+    RateLimited,
+    /// 503 with an HTML page, as during an outage.
+    NonJson,
+    /// 400 `{"Message": "Invalid ServiceId."}`: a permanent rejection.
+    InvalidServiceId,
+    /// Nothing happens; the answer (a 504) comes only after `delayMs`, past the caller's timeout.
+    Hang,
+    /// The request is carried out at once, but answered only after `delayMs`: the caller that gave up does
+    /// not know it succeeded (the trap that makes blind retries create duplicates).
+    SucceedLate,
+}
+
+/// `POST /_sandbox/faults`: the next `count` calls of `endpoint` get `fault`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FaultRequest {
+    pub endpoint: String,
+    pub fault: FaultKind,
+    #[serde(default = "one")]
+    pub count: u32,
+    pub delay_ms: Option<u64>,
+    pub retry_after_seconds: Option<u64>,
+}
+
+fn one() -> u32 {
+    1
+}
+
+#[derive(Debug, Default)]
+pub struct Faults {
+    planned: Vec<FaultRequest>,
+}
+
+impl Faults {
+    pub fn plan(&mut self, request: FaultRequest) -> Result<(), String> {
+        if request.endpoint != "*" && !ENDPOINTS.contains(&request.endpoint.as_str()) {
+            return Err(format!("unknown endpoint {:?}; one of {ENDPOINTS:?} or \"*\"", request.endpoint));
+        }
+        self.planned.push(request);
+        Ok(())
+    }
+
+    /// The fault the next call of `endpoint` gets, if any, counted off its plan.
+    pub fn take(&mut self, endpoint: &str) -> Option<FaultRequest> {
+        let index = self.planned.iter().position(|f| f.count > 0 && (f.endpoint == endpoint || f.endpoint == "*"))?;
+        let fault = &mut self.planned[index];
+        fault.count -= 1;
+        let taken = fault.clone();
+        self.planned.retain(|f| f.count > 0);
+        Some(taken)
+    }
+
+    pub fn clear(&mut self) {
+        self.planned.clear();
+    }
+}
+
+/// IntakeQ's per-minute request limit, over a sliding minute.
+#[derive(Debug)]
+pub struct RateLimit {
+    pub per_minute: u32,
+    recent: VecDeque<Instant>,
+}
+
+impl RateLimit {
+    pub fn new(per_minute: u32) -> Self {
+        RateLimit { per_minute, recent: VecDeque::new() }
+    }
+
+    /// Whether a request arriving `now` is served (and then counted).
+    pub fn admit(&mut self, now: Instant) -> bool {
+        while self.recent.front().is_some_and(|t| now.duration_since(*t) >= Duration::from_secs(60)) {
+            self.recent.pop_front();
+        }
+        if self.recent.len() >= self.per_minute as usize {
+            return false;
+        }
+        self.recent.push_back(now);
+        true
+    }
+
+    pub fn reset(&mut self) {
+        self.recent.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fault_applies_to_its_endpoint_for_its_count() {
+        let mut faults = Faults::default();
+        let request = FaultRequest {
+            endpoint: "POST /appointments".into(),
+            fault: FaultKind::ServerError,
+            count: 2,
+            delay_ms: None,
+            retry_after_seconds: None,
+        };
+        faults.plan(request).unwrap();
+        assert!(faults.take("GET /clients").is_none());
+        assert!(faults.take("POST /appointments").is_some());
+        assert!(faults.take("POST /appointments").is_some());
+        assert!(faults.take("POST /appointments").is_none());
+    }
+
+    #[test]
+    fn the_rate_limit_frees_a_place_a_minute_after_each_request() {
+        let mut limit = RateLimit::new(2);
+        let start = Instant::now();
+        assert!(limit.admit(start));
+        assert!(limit.admit(start + Duration::from_secs(10)));
+        assert!(!limit.admit(start + Duration::from_secs(59)));
+        assert!(limit.admit(start + Duration::from_secs(60)));
+        assert!(!limit.admit(start + Duration::from_secs(61)));
+    }
+}

@@ -1,0 +1,299 @@
+//! A sandbox of IntakeQ's API on `/api/v1`, following `../shared/reference/intakeq-api.md`: the client and
+//! appointment endpoints the sync uses, `X-Auth-Key`, the per-minute rate limit, in-memory state, and
+//! IntakeQ-shaped ids, timestamps and errors. Under `/_sandbox` (a path IntakeQ does not have) a control API
+//! lets tests inject faults, read back everything held, change the rate limit and reset.
+
+pub mod faults;
+pub mod practice;
+pub mod records;
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::{Query, Request, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tokio::net::TcpListener;
+
+use faults::{FaultKind, FaultRequest, Faults, RateLimit};
+use practice::Settings;
+use records::{AppointmentInput, AppointmentQuery, ClientInput, Records, Rejection};
+
+#[derive(Debug, Clone)]
+pub struct SandboxConfig {
+    /// The `X-Auth-Key` the sandbox accepts.
+    pub api_key: String,
+    pub rate_limit_per_minute: u32,
+    /// How long `hang` and `succeed_late` keep the caller waiting when the fault names no `delayMs`.
+    pub default_delay: Duration,
+}
+
+struct Sandbox {
+    config: SandboxConfig,
+    settings: Settings,
+    records: Mutex<Records>,
+    faults: Mutex<Faults>,
+    rate_limit: Mutex<RateLimit>,
+    requests: Mutex<Vec<Value>>,
+}
+
+/// What the gate in front of every endpoint decided.
+enum Gate {
+    Proceed { answer_after: Option<Duration> },
+    Answer(Response),
+}
+
+pub async fn serve(
+    listener: TcpListener,
+    config: SandboxConfig,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(config)).with_graceful_shutdown(shutdown).await
+}
+
+pub fn router(config: SandboxConfig) -> Router {
+    let sandbox = Arc::new(Sandbox {
+        rate_limit: Mutex::new(RateLimit::new(config.rate_limit_per_minute)),
+        config,
+        settings: practice::demo_practice(),
+        records: Mutex::new(Records::default()),
+        faults: Mutex::new(Faults::default()),
+        requests: Mutex::new(Vec::new()),
+    });
+    let api = Router::new()
+        .route("/clients", get(search_clients).post(save_client))
+        .route("/appointments/settings", get(appointment_settings))
+        .route("/appointments", get(list_appointments).post(create_appointment).put(update_appointment))
+        .route("/appointments/cancellation", post(cancel_appointment))
+        .layer(middleware::from_fn_with_state(sandbox.clone(), log_request));
+    let control = Router::new()
+        .route("/faults", post(plan_fault).delete(clear_faults))
+        .route("/state", get(state))
+        .route("/rate-limit", put(set_rate_limit))
+        .route("/reset", post(reset));
+    Router::new().nest("/api/v1", api).nest("/_sandbox", control).with_state(sandbox)
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+fn message(status: StatusCode, text: &str) -> Response {
+    (status, Json(json!({ "Message": text }))).into_response()
+}
+
+impl Sandbox {
+    /// Authentication, then an injected fault if one is planned, then the rate limit.
+    async fn gate(&self, endpoint: &str, headers: &HeaderMap) -> Gate {
+        if headers.get("x-auth-key").and_then(|v| v.to_str().ok()) != Some(self.config.api_key.as_str()) {
+            return Gate::Answer(message(StatusCode::UNAUTHORIZED, "Authorization has been denied for this request."));
+        }
+        let fault = self.faults.lock().unwrap().take(endpoint);
+        if let Some(fault) = fault {
+            let delay = fault.delay_ms.map(Duration::from_millis).unwrap_or(self.config.default_delay);
+            return match fault.fault {
+                FaultKind::ServerError => Gate::Answer(message(StatusCode::INTERNAL_SERVER_ERROR, "An error has occurred.")),
+                FaultKind::RateLimited => {
+                    let mut response = message(StatusCode::TOO_MANY_REQUESTS, "API rate limit exceeded.");
+                    if let Some(seconds) = fault.retry_after_seconds {
+                        response.headers_mut().insert(header::RETRY_AFTER, seconds.into());
+                    }
+                    Gate::Answer(response)
+                }
+                FaultKind::NonJson => Gate::Answer(html(StatusCode::SERVICE_UNAVAILABLE, "503 Service Unavailable")),
+                FaultKind::InvalidServiceId => Gate::Answer(message(StatusCode::BAD_REQUEST, "Invalid ServiceId.")),
+                FaultKind::Hang => {
+                    tokio::time::sleep(delay).await;
+                    Gate::Answer(html(StatusCode::GATEWAY_TIMEOUT, "504 Gateway Time-out"))
+                }
+                FaultKind::SucceedLate => Gate::Proceed { answer_after: Some(delay) },
+            };
+        }
+        if !self.rate_limit.lock().unwrap().admit(Instant::now()) {
+            return Gate::Answer(message(StatusCode::TOO_MANY_REQUESTS, "API rate limit exceeded."));
+        }
+        Gate::Proceed { answer_after: None }
+    }
+
+    /// One endpoint call: the gate, then `operation` on the records, answered (late, if a fault says so).
+    async fn run(
+        &self,
+        endpoint: &str,
+        headers: &HeaderMap,
+        operation: impl FnOnce(&mut Records, &Settings) -> Result<Value, Rejection>,
+    ) -> Response {
+        let answer_after = match self.gate(endpoint, headers).await {
+            Gate::Answer(response) => return response,
+            Gate::Proceed { answer_after } => answer_after,
+        };
+        let result = operation(&mut self.records.lock().unwrap(), &self.settings);
+        let response = match result {
+            Ok(value) => Json(value).into_response(),
+            Err(Rejection(text)) => message(StatusCode::BAD_REQUEST, &text),
+        };
+        if let Some(delay) = answer_after {
+            tokio::time::sleep(delay).await;
+        }
+        response
+    }
+}
+
+fn html(status: StatusCode, title: &str) -> Response {
+    let page = format!("<html><head><title>{title}</title></head><body><h1>{title}</h1></body></html>");
+    (status, [(header::CONTENT_TYPE, "text/html")], page).into_response()
+}
+
+fn parse<T: DeserializeOwned>(body: &Bytes) -> Result<T, Rejection> {
+    serde_json::from_slice(body).map_err(|e| Rejection(format!("The request is invalid. {e}")))
+}
+
+fn to_json<T: serde::Serialize>(value: T) -> Value {
+    serde_json::to_value(value).expect("records serialize")
+}
+
+/// Every API call, in order, with the status it got (null while unanswered, or if the caller gave up).
+async fn log_request(State(sandbox): State<Arc<Sandbox>>, request: Request, next: Next) -> Response {
+    let entry = json!({
+        "method": request.method().as_str(),
+        "path": request.uri().path(),
+        "query": request.uri().query(),
+        "at": now_ms(),
+        "status": null,
+    });
+    let index = {
+        let mut requests = sandbox.requests.lock().unwrap();
+        requests.push(entry);
+        requests.len() - 1
+    };
+    let response = next.run(request).await;
+    if let Some(entry) = sandbox.requests.lock().unwrap().get_mut(index) {
+        entry["status"] = response.status().as_u16().into();
+    }
+    response
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ClientSearch {
+    search: Option<String>,
+    include_profile: Option<bool>,
+    page: Option<usize>,
+}
+
+async fn search_clients(State(s): State<Arc<Sandbox>>, headers: HeaderMap, Query(q): Query<ClientSearch>) -> Response {
+    s.run("GET /clients", &headers, |records, _| {
+        let clients = records.search_clients(q.search.as_deref(), q.page);
+        Ok(Value::Array(
+            clients
+                .into_iter()
+                .map(|c| {
+                    if q.include_profile == Some(true) {
+                        to_json(c)
+                    } else {
+                        json!({ "ClientId": c.client_id, "Name": c.name, "Email": c.email, "Phone": c.phone,
+                                "DateCreated": c.date_created, "LastActivityDate": c.last_activity_date })
+                    }
+                })
+                .collect(),
+        ))
+    })
+    .await
+}
+
+async fn save_client(State(s): State<Arc<Sandbox>>, headers: HeaderMap, body: Bytes) -> Response {
+    s.run("POST /clients", &headers, |records, _| {
+        Ok(to_json(records.save_client(parse::<ClientInput>(&body)?, now_ms())?))
+    })
+    .await
+}
+
+async fn appointment_settings(State(s): State<Arc<Sandbox>>, headers: HeaderMap) -> Response {
+    s.run("GET /appointments/settings", &headers, |_, settings| Ok(to_json(settings))).await
+}
+
+async fn create_appointment(State(s): State<Arc<Sandbox>>, headers: HeaderMap, body: Bytes) -> Response {
+    s.run("POST /appointments", &headers, |records, settings| {
+        Ok(to_json(records.create_appointment(parse::<AppointmentInput>(&body)?, settings, now_ms())?))
+    })
+    .await
+}
+
+async fn list_appointments(State(s): State<Arc<Sandbox>>, headers: HeaderMap, Query(q): Query<AppointmentQuery>) -> Response {
+    s.run("GET /appointments", &headers, |records, _| Ok(to_json(records.list_appointments(&q)?))).await
+}
+
+async fn update_appointment(State(s): State<Arc<Sandbox>>, headers: HeaderMap, body: Bytes) -> Response {
+    s.run("PUT /appointments", &headers, |records, settings| {
+        Ok(to_json(records.update_appointment(parse::<AppointmentInput>(&body)?, settings)?))
+    })
+    .await
+}
+
+async fn cancel_appointment(State(s): State<Arc<Sandbox>>, headers: HeaderMap, body: Bytes) -> Response {
+    s.run("POST /appointments/cancellation", &headers, |records, _| {
+        Ok(to_json(records.cancel_appointment(&parse::<Value>(&body)?)?))
+    })
+    .await
+}
+
+// The control API ---------------------------------------------------------------------------------------------
+
+async fn plan_fault(State(s): State<Arc<Sandbox>>, body: Bytes) -> Response {
+    let planned = serde_json::from_slice::<FaultRequest>(&body)
+        .map_err(|e| e.to_string())
+        .and_then(|request| s.faults.lock().unwrap().plan(request));
+    match planned {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(error) => (StatusCode::BAD_REQUEST, Json(json!({ "error": error }))).into_response(),
+    }
+}
+
+async fn clear_faults(State(s): State<Arc<Sandbox>>) -> StatusCode {
+    s.faults.lock().unwrap().clear();
+    StatusCode::NO_CONTENT
+}
+
+async fn state(State(s): State<Arc<Sandbox>>) -> Json<Value> {
+    let records = s.records.lock().unwrap();
+    Json(json!({
+        "clients": to_json(&records.clients),
+        "appointments": to_json(&records.appointments),
+        "requests": *s.requests.lock().unwrap(),
+        "rateLimitPerMinute": s.rate_limit.lock().unwrap().per_minute,
+    }))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RateLimitRequest {
+    per_minute: u32,
+}
+
+async fn set_rate_limit(State(s): State<Arc<Sandbox>>, body: Bytes) -> Response {
+    match serde_json::from_slice::<RateLimitRequest>(&body) {
+        Ok(request) => {
+            let mut limit = s.rate_limit.lock().unwrap();
+            limit.per_minute = request.per_minute;
+            limit.reset();
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Err(error) => (StatusCode::BAD_REQUEST, Json(json!({ "error": error.to_string() }))).into_response(),
+    }
+}
+
+async fn reset(State(s): State<Arc<Sandbox>>) -> StatusCode {
+    *s.records.lock().unwrap() = Records::default();
+    s.faults.lock().unwrap().clear();
+    s.requests.lock().unwrap().clear();
+    let mut limit = s.rate_limit.lock().unwrap();
+    limit.per_minute = s.config.rate_limit_per_minute;
+    limit.reset();
+    StatusCode::NO_CONTENT
+}

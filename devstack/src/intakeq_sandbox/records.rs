@@ -1,0 +1,289 @@
+//! Clients and appointments the sandbox holds, shaped like IntakeQ's JSON (PascalCase, ids and millisecond
+//! timestamps as IntakeQ gives them), and the rules IntakeQ applies to them.
+
+use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::practice::Settings;
+
+/// IntakeQ answers 100 records a page.
+const PAGE_SIZE: usize = 100;
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Client {
+    pub client_id: u64,
+    pub name: String,
+    pub first_name: String,
+    pub last_name: String,
+    pub email: String,
+    pub phone: Option<String>,
+    /// Unix milliseconds.
+    pub date_of_birth: Option<i64>,
+    pub date_created: i64,
+    pub last_activity_date: i64,
+    pub archived: bool,
+}
+
+/// `POST /clients`: creates without `ClientId`, updates with it.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ClientInput {
+    pub client_id: Option<u64>,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+    pub date_of_birth: Option<i64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Appointment {
+    pub id: String,
+    pub client_id: u64,
+    pub client_name: String,
+    pub client_email: String,
+    pub status: String,
+    pub start_date: i64,
+    pub end_date: i64,
+    pub start_date_iso: String,
+    pub end_date_iso: String,
+    pub duration: u32,
+    pub service_id: String,
+    pub service_name: String,
+    pub location_id: String,
+    pub location_name: String,
+    pub practitioner_id: String,
+    pub practitioner_name: String,
+    pub send_client_email_notification: bool,
+    pub reminder_type: Option<String>,
+    pub client_time_zone: Option<String>,
+    pub notes: Option<String>,
+    pub cancellation_reason: Option<String>,
+    pub date_created: i64,
+}
+
+/// `POST /appointments` (create) and `PUT /appointments` (update, with `Id`).
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct AppointmentInput {
+    pub id: Option<String>,
+    pub practitioner_id: Option<String>,
+    pub client_id: Option<u64>,
+    pub service_id: Option<String>,
+    pub location_id: Option<String>,
+    pub status: Option<String>,
+    pub utc_date_time: Option<i64>,
+    pub send_client_email_notification: Option<bool>,
+    pub reminder_type: Option<String>,
+    pub client_time_zone: Option<String>,
+    pub notes: Option<String>,
+}
+
+/// What `GET /appointments` filters on.
+#[derive(Debug, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct AppointmentQuery {
+    pub client: Option<String>,
+    pub start_date: Option<String>,
+    pub end_date: Option<String>,
+    pub status: Option<String>,
+    pub page: Option<usize>,
+}
+
+/// IntakeQ's 400 answers carry one sentence: `{"Message": "Invalid ServiceId."}`.
+#[derive(Debug, PartialEq)]
+pub struct Rejection(pub String);
+
+#[derive(Debug, Default)]
+pub struct Records {
+    pub clients: Vec<Client>,
+    pub appointments: Vec<Appointment>,
+    next_client_id: u64,
+    next_appointment: u64,
+}
+
+fn iso(ms: i64) -> String {
+    DateTime::<Utc>::from_timestamp_millis(ms).unwrap_or_default().to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+fn page<T: Clone>(items: Vec<&T>, page: Option<usize>) -> Vec<T> {
+    let page = page.unwrap_or(1).max(1);
+    items.into_iter().skip((page - 1) * PAGE_SIZE).take(PAGE_SIZE).cloned().collect()
+}
+
+fn day_start_ms(date: &str) -> Result<i64, Rejection> {
+    NaiveDate::parse_from_str(date, "%Y-%m-%d")
+        .map(|d| d.and_hms_opt(0, 0, 0).unwrap().and_utc().timestamp_millis())
+        .map_err(|_| Rejection(format!("Invalid date {date}. Use yyyy-MM-dd.")))
+}
+
+impl Records {
+    /// `GET /clients?search=`: a partial, case-insensitive match on name or email; a number matches the id.
+    pub fn search_clients(&self, search: Option<&str>, page_number: Option<usize>) -> Vec<Client> {
+        let needle = search.unwrap_or_default().trim().to_lowercase();
+        let matches = self
+            .clients
+            .iter()
+            .filter(|c| match needle.parse::<u64>() {
+                Ok(id) => c.client_id == id,
+                Err(_) => c.name.to_lowercase().contains(&needle) || c.email.to_lowercase().contains(&needle),
+            })
+            .collect();
+        page(matches, page_number)
+    }
+
+    pub fn save_client(&mut self, input: ClientInput, now_ms: i64) -> Result<Client, Rejection> {
+        match input.client_id {
+            Some(id) => {
+                let client = self
+                    .clients
+                    .iter_mut()
+                    .find(|c| c.client_id == id)
+                    .ok_or_else(|| Rejection("Client not found".into()))?;
+                if let Some(v) = input.first_name { client.first_name = v }
+                if let Some(v) = input.last_name { client.last_name = v }
+                if let Some(v) = input.email { client.email = v }
+                if input.phone.is_some() { client.phone = input.phone }
+                if input.date_of_birth.is_some() { client.date_of_birth = input.date_of_birth }
+                client.name = format!("{} {}", client.first_name, client.last_name);
+                client.last_activity_date = now_ms;
+                Ok(client.clone())
+            }
+            None => {
+                let (Some(first_name), Some(last_name)) = (input.first_name, input.last_name) else {
+                    return Err(Rejection("FirstName and LastName are required.".into()));
+                };
+                self.next_client_id += 1;
+                let client = Client {
+                    client_id: 1000 + self.next_client_id,
+                    name: format!("{first_name} {last_name}"),
+                    first_name,
+                    last_name,
+                    email: input.email.unwrap_or_default(),
+                    phone: input.phone,
+                    date_of_birth: input.date_of_birth,
+                    date_created: now_ms,
+                    last_activity_date: now_ms,
+                    archived: false,
+                };
+                self.clients.push(client.clone());
+                Ok(client)
+            }
+        }
+    }
+
+    pub fn create_appointment(&mut self, input: AppointmentInput, settings: &Settings, now_ms: i64) -> Result<Appointment, Rejection> {
+        let client = input
+            .client_id
+            .and_then(|id| self.clients.iter().find(|c| c.client_id == id))
+            .ok_or_else(|| Rejection("Client not found".into()))?
+            .clone();
+        let service = settings
+            .services
+            .iter()
+            .find(|s| Some(s.id) == input.service_id.as_deref())
+            .ok_or_else(|| Rejection("Invalid ServiceId.".into()))?;
+        let practitioner = settings
+            .practitioners
+            .iter()
+            .find(|p| Some(p.id) == input.practitioner_id.as_deref())
+            .ok_or_else(|| Rejection("Invalid PractitionerId.".into()))?;
+        let location = settings
+            .locations
+            .iter()
+            .find(|l| Some(l.id) == input.location_id.as_deref())
+            .ok_or_else(|| Rejection("Invalid LocationId.".into()))?;
+        let status = input.status.unwrap_or_else(|| "Confirmed".into());
+        if !matches!(status.as_str(), "Confirmed" | "WaitingConfirmation") {
+            return Err(Rejection("Invalid Status.".into()));
+        }
+        let start = input.utc_date_time.ok_or_else(|| Rejection("UtcDateTime is required.".into()))?;
+        let end = start + i64::from(service.duration) * 60_000;
+        self.next_appointment += 1;
+        let appointment = Appointment {
+            id: format!("{:08x}{:016x}", (now_ms / 1000) as u32, self.next_appointment),
+            client_id: client.client_id,
+            client_name: client.name,
+            client_email: client.email,
+            status,
+            start_date: start,
+            end_date: end,
+            start_date_iso: iso(start),
+            end_date_iso: iso(end),
+            duration: service.duration,
+            service_id: service.id.into(),
+            service_name: service.name.into(),
+            location_id: location.id.into(),
+            location_name: location.name.into(),
+            practitioner_id: practitioner.id.into(),
+            practitioner_name: practitioner.complete_name.into(),
+            send_client_email_notification: input.send_client_email_notification.unwrap_or(false),
+            reminder_type: input.reminder_type,
+            client_time_zone: input.client_time_zone,
+            notes: input.notes,
+            cancellation_reason: None,
+            date_created: now_ms,
+        };
+        self.appointments.push(appointment.clone());
+        Ok(appointment)
+    }
+
+    /// `GET /appointments`: `client` is an email (exact) or part of a name; dates are whole UTC days.
+    pub fn list_appointments(&self, query: &AppointmentQuery) -> Result<Vec<Appointment>, Rejection> {
+        let from = query.start_date.as_deref().map(day_start_ms).transpose()?;
+        let until = query.end_date.as_deref().map(day_start_ms).transpose()?.map(|ms| ms + 86_400_000);
+        let client = query.client.as_deref().map(str::to_lowercase);
+        let matches = self
+            .appointments
+            .iter()
+            .filter(|a| {
+                client.as_deref().is_none_or(|c| {
+                    a.client_email.to_lowercase() == c || a.client_name.to_lowercase().contains(c)
+                })
+            })
+            .filter(|a| from.is_none_or(|from| a.start_date >= from))
+            .filter(|a| until.is_none_or(|until| a.start_date < until))
+            .filter(|a| query.status.as_deref().is_none_or(|s| a.status.eq_ignore_ascii_case(s)))
+            .collect();
+        Ok(page(matches, query.page))
+    }
+
+    pub fn update_appointment(&mut self, input: AppointmentInput, settings: &Settings) -> Result<Appointment, Rejection> {
+        let id = input.id.ok_or_else(|| Rejection("Id is required.".into()))?;
+        let appointment = self
+            .appointments
+            .iter_mut()
+            .find(|a| a.id == id)
+            .ok_or_else(|| Rejection("Appointment not found".into()))?;
+        if let Some(status) = input.status { appointment.status = status }
+        if let Some(start) = input.utc_date_time {
+            appointment.start_date = start;
+            appointment.end_date = start + i64::from(appointment.duration) * 60_000;
+            appointment.start_date_iso = iso(appointment.start_date);
+            appointment.end_date_iso = iso(appointment.end_date);
+        }
+        if let Some(service_id) = input.service_id {
+            let service = settings.services.iter().find(|s| s.id == service_id)
+                .ok_or_else(|| Rejection("Invalid ServiceId.".into()))?;
+            appointment.service_id = service_id;
+            appointment.service_name = service.name.into();
+        }
+        if input.notes.is_some() { appointment.notes = input.notes }
+        Ok(appointment.clone())
+    }
+
+    pub fn cancel_appointment(&mut self, body: &Value) -> Result<Appointment, Rejection> {
+        let id = body.get("AppointmentId").and_then(Value::as_str).ok_or_else(|| Rejection("AppointmentId is required.".into()))?;
+        let appointment = self
+            .appointments
+            .iter_mut()
+            .find(|a| a.id == id)
+            .ok_or_else(|| Rejection("Appointment not found".into()))?;
+        appointment.status = "Canceled".into();
+        appointment.cancellation_reason = body.get("Reason").and_then(Value::as_str).map(str::to_owned);
+        Ok(appointment.clone())
+    }
+}

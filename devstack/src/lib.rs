@@ -1,0 +1,6 @@
+//! The local stack's stand-ins for what the worker meets in production, for development and tests only:
+//! a PostgREST-compatible RPC API over the local Postgres ([`rpc_api`]) and an IntakeQ sandbox
+//! ([`intakeq_sandbox`]). Started by `make dev` and by the end-to-end tests; never compiled into the worker.
+
+pub mod intakeq_sandbox;
+pub mod rpc_api;

@@ -1,0 +1,117 @@
+//! The local stack's stand-ins, one process each, until Ctrl-C or SIGTERM:
+//!   `local-stack rpc-api`          PostgREST's function protocol on 127.0.0.1:54321
+//!   `local-stack intakeq-sandbox`  IntakeQ's API on 127.0.0.1:54380/api/v1
+//!   `local-stack keys`             the anon and service_role keys the RPC API accepts
+//! Every flag has an environment variable, so `make dev` can be pointed elsewhere.
+
+use std::io::IsTerminal;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use local_stack::intakeq_sandbox::{self, SandboxConfig};
+use local_stack::rpc_api::auth::{JwtSecret, SUPABASE_DEMO_JWT_SECRET};
+use local_stack::rpc_api::{self, RpcApiConfig};
+use tokio::net::TcpListener;
+
+#[derive(Parser)]
+#[command(about = "Local stand-ins for Supabase's PostgREST and for IntakeQ")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve PostgREST's function protocol over the local Postgres.
+    RpcApi(RpcApiArgs),
+    /// Serve the IntakeQ sandbox.
+    IntakeqSandbox(SandboxArgs),
+    /// Print the anon and service_role keys the RPC API accepts, as KEY=value lines.
+    Keys {
+        #[arg(long, env = "JWT_SECRET", default_value = SUPABASE_DEMO_JWT_SECRET, hide_env_values = true)]
+        jwt_secret: String,
+    },
+}
+
+#[derive(Args)]
+struct RpcApiArgs {
+    #[arg(long, env = "LOCAL_STACK_HOST", default_value = "127.0.0.1")]
+    host: String,
+    #[arg(long, env = "RPC_API_PORT", default_value_t = 54321)]
+    port: u16,
+    /// The Postgres whose `public` functions are served, reached as PostgREST's `authenticator`.
+    #[arg(long, env = "RPC_DATABASE_URL", default_value = "postgresql://authenticator:postgres@127.0.0.1:54322/postgres")]
+    database_url: String,
+    #[arg(long, env = "JWT_SECRET", default_value = SUPABASE_DEMO_JWT_SECRET, hide_env_values = true)]
+    jwt_secret: String,
+    #[arg(long, env = "RPC_POOL_SIZE", default_value_t = 20)]
+    pool_size: usize,
+}
+
+#[derive(Args)]
+struct SandboxArgs {
+    #[arg(long, env = "LOCAL_STACK_HOST", default_value = "127.0.0.1")]
+    host: String,
+    #[arg(long, env = "INTAKEQ_SANDBOX_PORT", default_value_t = 54380)]
+    port: u16,
+    /// The X-Auth-Key the sandbox accepts.
+    #[arg(long, env = "INTAKEQ_SANDBOX_API_KEY", default_value = "sandbox-intakeq-key")]
+    api_key: String,
+    #[arg(long, env = "INTAKEQ_RATE_LIMIT_PER_MINUTE", default_value_t = 10)]
+    rate_limit_per_minute: u32,
+}
+
+#[tokio::main]
+async fn main() -> Result<(), String> {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .compact()
+        .init();
+    match Cli::parse().command {
+        Command::Keys { jwt_secret } => {
+            let secret = JwtSecret::new(&jwt_secret);
+            println!("SUPABASE_ANON_KEY={}", secret.demo_key("anon"));
+            println!("SUPABASE_SERVICE_ROLE_KEY={}", secret.demo_key("service_role"));
+            Ok(())
+        }
+        Command::RpcApi(args) => {
+            let listener = bind(&args.host, args.port).await?;
+            let database = args.database_url.parse().map_err(|e| format!("RPC_DATABASE_URL: {e}"))?;
+            let config = RpcApiConfig {
+                database,
+                jwt_secret: args.jwt_secret,
+                pool_size: args.pool_size,
+                pool_wait: Duration::from_secs(10),
+            };
+            tracing::info!("RPC API on http://{}/rest/v1/rpc/<function>", listener.local_addr().unwrap());
+            rpc_api::serve(listener, config, stop_signal()).await.map_err(|e| e.to_string())
+        }
+        Command::IntakeqSandbox(args) => {
+            let listener = bind(&args.host, args.port).await?;
+            let config = SandboxConfig {
+                api_key: args.api_key,
+                rate_limit_per_minute: args.rate_limit_per_minute,
+                default_delay: Duration::from_secs(30),
+            };
+            tracing::info!("IntakeQ sandbox on http://{}/api/v1 (control: /_sandbox)", listener.local_addr().unwrap());
+            intakeq_sandbox::serve(listener, config, stop_signal()).await.map_err(|e| e.to_string())
+        }
+    }
+}
+
+async fn bind(host: &str, port: u16) -> Result<TcpListener, String> {
+    TcpListener::bind((host, port)).await.map_err(|e| format!("cannot listen on {host}:{port}: {e}"))
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn stop_signal() {
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {},
+        _ = terminate.recv() => {},
+    }
+    tracing::info!("stopping");
+}
