@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
-use axum::extract::{Query, Request, State};
+use axum::extract::{OriginalUri, Query, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -159,11 +159,16 @@ fn to_json<T: serde::Serialize>(value: T) -> Value {
 }
 
 /// Every API call, in order, with the status it got (null while unanswered, or if the caller gave up).
-async fn log_request(State(sandbox): State<Arc<Sandbox>>, request: Request, next: Next) -> Response {
+async fn log_request(
+    State(sandbox): State<Arc<Sandbox>>,
+    OriginalUri(uri): OriginalUri,
+    request: Request,
+    next: Next,
+) -> Response {
     let entry = json!({
         "method": request.method().as_str(),
-        "path": request.uri().path(),
-        "query": request.uri().query(),
+        "path": uri.path(),
+        "query": uri.query(),
         "at": now_ms(),
         "status": null,
     });
