@@ -1,31 +1,94 @@
 #!/usr/bin/env bash
-# `make dev`: brings the local stack up, prints where it is, and keeps it up until Ctrl-C or SIGTERM, then
-# stops what it started.
+# `make dev`: brings the local stack up, waits until each part answers, prints one ready block, and keeps it up
+# until Ctrl-C or SIGTERM, then stops what it started.
+#
+#   Postgres         127.0.0.1:${DB_PORT:-54322}   scripts/db.sh (or DATABASE_URL's server: nothing started)
+#   RPC API          127.0.0.1:${RPC_API_PORT:-54321}   local-stack rpc-api (not started when SUPABASE_URL is set,
+#                    e.g. to supabase start's API; RPC_DATABASE_URL says where it connects as authenticator)
+#   IntakeQ sandbox  127.0.0.1:${INTAKEQ_SANDBOX_PORT:-54380}   local-stack intakeq-sandbox (not started when
+#                    INTAKEQ_BASE_URL is set)
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 
+export RPC_API_PORT=${RPC_API_PORT:-54321}
+export INTAKEQ_SANDBOX_PORT=${INTAKEQ_SANDBOX_PORT:-54380}
+export INTAKEQ_SANDBOX_API_KEY=${INTAKEQ_SANDBOX_API_KEY:-sandbox-intakeq-key}
+LOCAL_STACK=${LOCAL_STACK_BIN:-}
+
+die() { printf 'dev: error: %s\n' "$*" >&2; exit 1; }
+
 started_db=false
-idle=""
+children=()
+stop() {
+  for pid in "${children[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "${children[@]}"; do wait "$pid" 2>/dev/null || true; done
+  if $started_db; then scripts/db.sh stop; fi
+  echo "dev: stopped" >&2
+}
+trap stop EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# Waits until `url` answers HTTP at all (any status), failing if the process `pid` exits first.
+wait_for() {
+  local what=$1 url=$2 pid=$3
+  for _ in $(seq 1 300); do
+    curl -s -o /dev/null --max-time 1 "$url" && return 0
+    kill -0 "$pid" 2>/dev/null || die "$what exited before answering"
+    sleep 0.1
+  done
+  die "$what did not answer at $url within 30 s"
+}
+
 if [[ -z ${DATABASE_URL:-} ]] && ! psql "$(scripts/db.sh url)" -XtAqc 'select 1' >/dev/null 2>&1; then
   started_db=true
 fi
-stop() {
-  trap - INT TERM EXIT
-  if [[ -n $idle ]]; then kill "$idle" 2>/dev/null || true; fi
-  if $started_db; then scripts/db.sh stop; fi
-  echo "dev: stopped"
-}
-trap stop INT TERM EXIT
-
 scripts/db.sh start
+DEV_DB_URL=$(scripts/db.sh url)
+
+if [[ -z $LOCAL_STACK ]]; then
+  cargo build --quiet -p local-stack
+  LOCAL_STACK=$ROOT/target/debug/local-stack
+fi
+
+if [[ -n ${SUPABASE_URL:-} ]]; then
+  api_url=$SUPABASE_URL
+else
+  export RPC_DATABASE_URL=${RPC_DATABASE_URL:-${DEV_DB_URL/postgres:postgres@/authenticator:postgres@}}
+  api_url=http://127.0.0.1:$RPC_API_PORT
+  "$LOCAL_STACK" rpc-api &
+  children+=($!)
+  wait_for "the RPC API" "$api_url/rest/v1/" "$!"
+fi
+
+if [[ -n ${INTAKEQ_BASE_URL:-} ]]; then
+  intakeq_url=$INTAKEQ_BASE_URL
+else
+  intakeq_url=http://127.0.0.1:$INTAKEQ_SANDBOX_PORT/api/v1
+  "$LOCAL_STACK" intakeq-sandbox &
+  children+=($!)
+  wait_for "the IntakeQ sandbox" "$intakeq_url/appointments/settings" "$!"
+fi
+
+eval "$("$LOCAL_STACK" keys)"
 cat <<READY
 
   book-v2 local stack is ready
-    Postgres   $(scripts/db.sh url)   (migrated and seeded)
+    Postgres          $DEV_DB_URL   (migrated and seeded)
+    RPC API           $api_url/rest/v1/rpc/<function>
+    IntakeQ           $intakeq_url   (X-Auth-Key: $INTAKEQ_SANDBOX_API_KEY; control: /_sandbox)
+    anon key          $SUPABASE_ANON_KEY
+    service_role key  $SUPABASE_SERVICE_ROLE_KEY
   Ctrl-C stops it.
 
 READY
-sleep infinity &
-idle=$!
-wait "$idle"
+
+if ((${#children[@]})); then
+  wait -n "${children[@]}" || true
+  die "a part of the stack exited; stopping the rest"
+else
+  sleep infinity &
+  children+=($!)
+  wait
+fi

@@ -13,6 +13,7 @@ command -v psql >/dev/null || missing+=("postgresql-client-$PG_MAJOR")
 [[ -f /usr/share/postgresql/$PG_MAJOR/extension/pgtap.control ]] || missing+=("postgresql-$PG_MAJOR-pgtap")
 command -v pg_prove >/dev/null || missing+=(libtap-parser-sourcehandler-pgtap-perl)
 command -v node >/dev/null && command -v npm >/dev/null || missing+=(nodejs npm)
+command -v curl >/dev/null || missing+=(curl)
 
 if ((${#missing[@]})); then
   if [[ $(id -u) != 0 ]]; then

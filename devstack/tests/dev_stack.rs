@@ -1,0 +1,133 @@
+//! `make dev`'s stack (scripts/dev.sh) comes up from nothing, answers on every port, and goes down on
+//! SIGTERM or Ctrl-C leaving no process behind. It runs on free ports with a data folder of its own, so it
+//! never meets a `make dev` that is already running.
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpStream;
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+struct Ports {
+    db: u16,
+    rpc: u16,
+    sandbox: u16,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn repository() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_owned()
+}
+
+/// Starts scripts/dev.sh as the leader of its own process group; answers once it printed its ready block.
+fn start_dev(ports: &Ports, data: &PathBuf) -> Child {
+    let mut child = Command::new("bash")
+        .arg(repository().join("scripts/dev.sh"))
+        .env("DB_PORT", ports.db.to_string())
+        .env("PG_DATA_DIR", data)
+        .env("RPC_API_PORT", ports.rpc.to_string())
+        .env("INTAKEQ_SANDBOX_PORT", ports.sandbox.to_string())
+        .env("LOCAL_STACK_BIN", env!("CARGO_BIN_EXE_local-stack"))
+        .env_remove("DATABASE_URL")
+        .env_remove("SUPABASE_URL")
+        .env_remove("INTAKEQ_BASE_URL")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .expect("start scripts/dev.sh");
+    let stdout = child.stdout.take().unwrap();
+    let (lines, received) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if lines.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match received.recv_timeout(left) {
+            Ok(line) if line.contains("Ctrl-C stops it.") => return child,
+            Ok(_) => {}
+            Err(_) => {
+                let _ = child.kill();
+                panic!("make dev's stack did not say it was ready within 120 s");
+            }
+        }
+    }
+}
+
+async fn assert_stack_answers(ports: &Ports) {
+    let service_key = local_stack::rpc_api::auth::JwtSecret::new(local_stack::rpc_api::auth::SUPABASE_DEMO_JWT_SECRET)
+        .demo_key("service_role");
+    let http = reqwest::Client::new();
+    let recorded = http
+        .post(format!("http://127.0.0.1:{}/rest/v1/rpc/record_booking_failure", ports.rpc))
+        .header("apikey", &service_key)
+        .bearer_auth(&service_key)
+        .json(&json!({"p_request_id": "dev-stack-test", "p_step": "payer_lookup", "p_code": "INVALID_PAYER",
+                      "p_message": "checking the stack"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(recorded.status(), 200, "the RPC API reaches the migrated database");
+    let settings: Value = http
+        .get(format!("http://127.0.0.1:{}/api/v1/appointments/settings", ports.sandbox))
+        .header("X-Auth-Key", "sandbox-intakeq-key")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(settings["Practitioners"].as_array().unwrap().len(), 4, "the IntakeQ sandbox answers");
+    let url = format!("postgresql://postgres:postgres@127.0.0.1:{}/postgres", ports.db);
+    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(connection);
+    let providers: i64 = client.query_one("select count(*) from providers", &[]).await.unwrap().get(0);
+    assert_eq!(providers, 4, "Postgres is seeded");
+}
+
+/// Sends `signal` (to the leader alone, or to the whole group as a terminal's Ctrl-C does), then checks that
+/// the stack went away entirely.
+fn stop_and_assert_nothing_left(mut child: Child, signal: &str, whole_group: bool, ports: &Ports) {
+    let pid = child.id() as i32;
+    let target = if whole_group { format!("-{pid}") } else { pid.to_string() };
+    let sent = Command::new("kill").args([&format!("-{signal}"), "--", &target]).status().unwrap();
+    assert!(sent.success());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "make dev did not stop within 60 s of SIG{signal}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let left = Command::new("pgrep").args(["-g", &pid.to_string()]).output().unwrap();
+    assert!(left.stdout.is_empty(), "processes left behind: {}", String::from_utf8_lossy(&left.stdout));
+    for port in [ports.db, ports.rpc, ports.sandbox] {
+        assert!(TcpStream::connect(("127.0.0.1", port)).is_err(), "port {port} still answers");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn make_dev_comes_up_from_nothing_and_goes_down_leaving_nothing() {
+    let ports = Ports { db: free_port(), rpc: free_port(), sandbox: free_port() };
+    let data = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("dev-stack-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&data);
+
+    let child = start_dev(&ports, &data);
+    assert_stack_answers(&ports).await;
+    stop_and_assert_nothing_left(child, "TERM", false, &ports);
+
+    let child = start_dev(&ports, &data);
+    assert_stack_answers(&ports).await;
+    stop_and_assert_nothing_left(child, "INT", true, &ports);
+    let _ = std::fs::remove_dir_all(&data);
+}
