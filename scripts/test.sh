@@ -44,7 +44,7 @@ suite_stack() {
   local url
   url=$(TEST_DB_NAME=book_v2_stack_test scripts/db.sh test-db)
   echo "== local stack"
-  TEST_DATABASE_URL=$url cargo test -p local-stack --tests
+  TEST_DATABASE_URL=$url cargo test -p local-stack --test '*'
 }
 
 for suite in "${suites[@]}"; do
