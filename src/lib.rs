@@ -1,5 +1,28 @@
 //! The book-v2 Worker: `POST /api/patient-booking/book-v2` on Cloudflare Workers.
 //!
-//! A booking travels: HTTP request -> parsed booking -> ONE PostgREST RPC call to `book_appointment`
-//! (`supabase/migrations/20261124000700_book_appointment.sql`) -> IntakeQ sync -> recorded outcome -> HTTP
-//! response. The database half lives entirely in that function; this crate grows the rest around it.
+//! A booking travels: HTTP request (`http`) -> parsed `BookingRequest` (`booking_request`) -> ONE RPC call to
+//! `book_appointment` (`booking_flow`, through a `BookingStore`) -> the contract's answer (`booking_error`).
+//! The database half lives in `supabase/migrations/20261124000700_book_appointment.sql`. Everything here but
+//! `entry`, `postgrest_store` and `runtime` is plain Rust, unit tested natively.
+
+pub mod booking_error;
+pub mod booking_flow;
+pub mod booking_request;
+pub mod clock;
+pub mod config;
+pub mod http;
+pub mod logging;
+pub mod masking;
+pub mod request_id;
+pub mod store;
+#[cfg(test)]
+mod testing;
+
+#[cfg(target_arch = "wasm32")]
+extern crate workers_rs as worker;
+#[cfg(target_arch = "wasm32")]
+mod entry;
+#[cfg(target_arch = "wasm32")]
+mod postgrest_store;
+#[cfg(target_arch = "wasm32")]
+mod runtime;

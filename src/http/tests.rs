@@ -1,0 +1,114 @@
+use futures::executor::block_on;
+use serde_json::json;
+
+use super::*;
+use crate::testing::{booked, FakeStore, FixedClock};
+
+fn config() -> Result<Config, Vec<&'static str>> {
+    Config::from_lookup(|name| match name {
+        "SUPABASE_URL" => Some("http://127.0.0.1:54321".into()),
+        "SUPABASE_SERVICE_ROLE_KEY" => Some("key".into()),
+        "ALLOWED_ORIGINS" => Some("https://book.example.com".into()),
+        _ => None,
+    })
+}
+
+fn request(method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> HttpRequest {
+    HttpRequest {
+        method: method.into(),
+        path: path.into(),
+        headers: headers.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        body: body.to_vec(),
+    }
+}
+
+fn send(store: &FakeStore, request: &HttpRequest) -> HttpResponse {
+    block_on(handle(request, &config(), Some(store), &FixedClock))
+}
+
+fn json_body(response: &HttpResponse) -> Value {
+    serde_json::from_str(&response.body).unwrap()
+}
+
+fn form() -> Vec<u8> {
+    json!({
+        "patient": {"firstName": "Riley", "lastName": "Quinn", "email": "riley@example.com"},
+        "providerId": "a1000000-0000-4000-8000-000000000001", "payerId": "cash-payment",
+        "start": "2026-12-01T09:00:00-07:00", "locationType": "telehealth"
+    })
+    .to_string()
+    .into_bytes()
+}
+
+#[test]
+fn a_booking_answers_with_the_request_id_in_header_and_body() {
+    let store = FakeStore::answering(Ok(booked()));
+    let response = send(&store, &request("POST", BOOKING_PATH, &[("Content-Type", "application/json"), ("X-Request-Id", "abc-1")], &form()));
+    assert_eq!(response.status, 201);
+    assert_eq!(response.header("x-request-id"), Some("abc-1"));
+    assert_eq!(json_body(&response)["requestId"], "abc-1");
+    assert_eq!(response.header("content-type"), Some("application/json; charset=utf-8"));
+}
+
+#[test]
+fn wrong_method_media_type_size_and_path_get_the_contract_s_codes() {
+    let store = FakeStore::default();
+    let cases = [
+        (request("GET", BOOKING_PATH, &[], b""), 405, "METHOD_NOT_ALLOWED"),
+        (request("POST", BOOKING_PATH, &[("Content-Type", "text/plain")], &form()), 415, "UNSUPPORTED_MEDIA_TYPE"),
+        (request("POST", BOOKING_PATH, &[], &form()), 415, "UNSUPPORTED_MEDIA_TYPE"),
+        (request("POST", BOOKING_PATH, &[("Content-Type", "application/json")], &vec![b' '; MAX_BODY_BYTES + 1]), 413, "PAYLOAD_TOO_LARGE"),
+        (request("POST", BOOKING_PATH, &[("Content-Type", "application/json"), ("Content-Length", "1048576")], b"{}"), 413, "PAYLOAD_TOO_LARGE"),
+        (request("POST", "/api/patient-booking/book-v1", &[("Content-Type", "application/json")], &form()), 404, "NOT_FOUND"),
+    ];
+    for (request, status, code) in cases {
+        let response = send(&store, &request);
+        assert_eq!((response.status, json_body(&response)["code"].as_str().unwrap()), (status, code), "{} {}", request.method, request.path);
+        assert!(response.header("x-request-id").is_some());
+    }
+    assert!(store.booked_with.borrow().is_empty(), "none of them reached the database");
+    let method = send(&store, &request("PUT", BOOKING_PATH, &[], b""));
+    assert_eq!(method.header("allow"), Some("POST, OPTIONS"));
+}
+
+#[test]
+fn a_json_content_type_with_parameters_is_json() {
+    let store = FakeStore::answering(Ok(booked()));
+    let response = send(&store, &request("POST", BOOKING_PATH, &[("content-type", "application/json; charset=utf-8")], &form()));
+    assert_eq!(response.status, 201);
+}
+
+#[test]
+fn cors_is_granted_to_allowed_origins_only() {
+    let store = FakeStore::default();
+    let preflight = |origin| request("OPTIONS", BOOKING_PATH, &[("Origin", origin), ("Access-Control-Request-Method", "POST")], b"");
+    let allowed = send(&store, &preflight("https://book.example.com"));
+    assert_eq!(allowed.status, 204);
+    assert_eq!(allowed.header("access-control-allow-origin"), Some("https://book.example.com"));
+    assert!(allowed.header("access-control-allow-headers").unwrap().contains("Idempotency-Key"));
+    assert_eq!(allowed.body, "");
+    let other = send(&store, &preflight("https://evil.example.net"));
+    assert_eq!(other.status, 204);
+    assert!(other.headers.iter().all(|(k, _)| !k.to_lowercase().starts_with("access-control")), "{:?}", other.headers);
+
+    let booking = FakeStore::answering(Ok(booked()));
+    let response = send(&booking, &request("POST", BOOKING_PATH, &[("Content-Type", "application/json"), ("Origin", "https://book.example.com")], &form()));
+    assert_eq!(response.header("access-control-expose-headers"), Some("X-Request-Id, Idempotent-Replayed"));
+}
+
+#[test]
+fn health_reports_the_database() {
+    let healthy = send(&FakeStore::default(), &request("GET", HEALTH_PATH, &[], b""));
+    assert_eq!((healthy.status, json_body(&healthy)), (200, json!({"status": "ok", "database": "ok"})));
+    let down = send(&FakeStore { unhealthy: true, ..FakeStore::default() }, &request("GET", HEALTH_PATH, &[], b""));
+    assert_eq!((down.status, json_body(&down)["database"].clone()), (503, json!("unavailable")));
+}
+
+#[test]
+fn a_missing_setting_is_an_internal_error_that_names_nothing_to_the_client() {
+    let broken: Result<Config, Vec<&'static str>> = Err(vec!["SUPABASE_SERVICE_ROLE_KEY"]);
+    let response = block_on(handle::<FakeStore>(&request("POST", BOOKING_PATH, &[("Content-Type", "application/json")], &form()), &broken, None, &FixedClock));
+    let body = json_body(&response);
+    assert_eq!((response.status, body["code"].as_str(), body["step"].as_str()), (500, Some("INTERNAL_ERROR"), Some("configuration")));
+    assert!(!response.body.contains("SUPABASE_SERVICE_ROLE_KEY"));
+}
