@@ -5,7 +5,7 @@ SHELL := /bin/bash
 
 NPM_STAMP := node_modules/.package-lock.json
 
-.PHONY: help deps dev test test-unit test-db test-stack db db-stop db-reset
+.PHONY: help deps dev test test-unit test-db test-stack test-e2e worker deploy db db-stop db-reset
 
 help:
 	@echo "make dev        bring the local stack up (Postgres on 127.0.0.1:54322, migrated and seeded)"
@@ -13,6 +13,9 @@ help:
 	@echo "make test-unit  native unit tests only"
 	@echo "make test-db    advisors, pgTAP and concurrency tests against a throwaway database"
 	@echo "make test-stack the local stand-ins: RPC API, IntakeQ sandbox, make dev"
+	@echo "make test-e2e   the built worker in workerd against the local stack"
+	@echo "make worker     build the worker into build/ (wasm)"
+	@echo "make deploy     build and deploy the worker with wrangler"
 	@echo "make db | db-stop | db-reset   start, stop or wipe the local Postgres"
 
 deps: $(NPM_STAMP)
@@ -28,7 +31,7 @@ dev: deps
 	@scripts/dev.sh
 
 test: deps
-	@scripts/test.sh unit db stack
+	@scripts/test.sh unit db stack e2e
 
 test-unit: deps
 	@scripts/test.sh unit
@@ -38,6 +41,15 @@ test-db: deps
 
 test-stack: deps
 	@scripts/test.sh stack
+
+test-e2e: deps
+	@scripts/test.sh e2e
+
+worker: deps
+	@scripts/build-worker.sh
+
+deploy: worker
+	npx wrangler deploy
 
 db: deps
 	@scripts/db.sh start

@@ -31,5 +31,22 @@ if ((${#missing[@]})); then
 fi
 
 command -v cargo >/dev/null || die "the Rust toolchain (cargo) is missing: install it with rustup"
+
+# The Worker's toolchain: the wasm target, worker-build, and the wasm-bindgen CLI of exactly the version the
+# lockfile resolves (worker-build refuses a mismatch, and its own download of the CLI cannot work here).
+WORKER_BUILD_VERSION=0.8.7
+WASM_BINDGEN_VERSION=$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/[^0-9.]/, ""); print; exit }' "$(dirname "$0")/../Cargo.lock")
+[[ -n $WASM_BINDGEN_VERSION ]] || die "cannot read wasm-bindgen's version from Cargo.lock"
+if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknown; then
+  rustup target add wasm32-unknown-unknown >/dev/null 2>&1 || die "cannot add the wasm32-unknown-unknown target (rustup target add wasm32-unknown-unknown)"
+fi
+if [[ $(wasm-bindgen --version 2>/dev/null) != "wasm-bindgen $WASM_BINDGEN_VERSION" ]]; then
+  printf 'install-deps: installing wasm-bindgen-cli %s (about 2 minutes)\n' "$WASM_BINDGEN_VERSION" >&2
+  cargo install --quiet wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION" || die "cannot install wasm-bindgen-cli $WASM_BINDGEN_VERSION"
+fi
+if [[ $(worker-build --version 2>/dev/null) != *"$WORKER_BUILD_VERSION" ]]; then
+  printf 'install-deps: installing worker-build %s\n' "$WORKER_BUILD_VERSION" >&2
+  cargo install --quiet worker-build --version "$WORKER_BUILD_VERSION" || die "cannot install worker-build $WORKER_BUILD_VERSION"
+fi
 node -e 'process.exit(+process.versions.node.split(".")[0] >= 20 ? 0 : 1)' \
   || die "Node.js 20 or newer is needed (found $(node --version))"

@@ -49,23 +49,24 @@ impl HttpResponse {
     }
 }
 
-/// Handles one request. `store` is `None` when the configuration is unusable (`config` then says why).
+/// Handles one request under `request_id` (see `RequestId::from_header`). `store` is `None` when the
+/// configuration is unusable (`config` then says why).
 pub async fn handle<S: BookingStore>(
     request: &HttpRequest,
+    request_id: &RequestId,
     config: &Result<Config, Vec<&'static str>>,
     store: Option<&S>,
     clock: &impl Clock,
 ) -> HttpResponse {
-    let request_id = RequestId::from_header(request.header("x-request-id"));
     let span = tracing::info_span!("request", request_id = %request_id.as_str());
     async {
         info!(step = "request", outcome = "started", method = %request.method, path = %request.path);
         let allowed_origin = request
             .header("origin")
             .filter(|origin| config.as_ref().is_ok_and(|c| c.allowed_origins.iter().any(|o| o == origin)));
-        let answer = route(request, config, store, clock, &request_id).await;
+        let answer = route(request, config, store, clock, request_id).await;
         info!(step = "request", outcome = "answered", status = answer.status);
-        respond(answer, &request_id, allowed_origin, request.method == "OPTIONS")
+        respond(answer, request_id, allowed_origin, request.method == "OPTIONS")
     }
     .instrument(span)
     .await

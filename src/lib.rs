@@ -19,8 +19,6 @@ pub mod store;
 mod testing;
 
 #[cfg(target_arch = "wasm32")]
-extern crate workers_rs as worker;
-#[cfg(target_arch = "wasm32")]
 mod entry;
 #[cfg(target_arch = "wasm32")]
 mod postgrest_store;

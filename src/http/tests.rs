@@ -23,7 +23,8 @@ fn request(method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> H
 }
 
 fn send(store: &FakeStore, request: &HttpRequest) -> HttpResponse {
-    block_on(handle(request, &config(), Some(store), &FixedClock))
+    let request_id = RequestId::from_header(request.header("x-request-id"));
+    block_on(handle(request, &request_id, &config(), Some(store), &FixedClock))
 }
 
 fn json_body(response: &HttpResponse) -> Value {
@@ -107,7 +108,8 @@ fn health_reports_the_database() {
 #[test]
 fn a_missing_setting_is_an_internal_error_that_names_nothing_to_the_client() {
     let broken: Result<Config, Vec<&'static str>> = Err(vec!["SUPABASE_SERVICE_ROLE_KEY"]);
-    let response = block_on(handle::<FakeStore>(&request("POST", BOOKING_PATH, &[("Content-Type", "application/json")], &form()), &broken, None, &FixedClock));
+    let request = request("POST", BOOKING_PATH, &[("Content-Type", "application/json")], &form());
+    let response = block_on(handle::<FakeStore>(&request, &RequestId::from_header(None), &broken, None, &FixedClock));
     let body = json_body(&response);
     assert_eq!((response.status, body["code"].as_str(), body["step"].as_str()), (500, Some("INTERNAL_ERROR"), Some("configuration")));
     assert!(!response.body.contains("SUPABASE_SERVICE_ROLE_KEY"));

@@ -1,0 +1,32 @@
+// Serves the BUILT worker (build/index.js + its wasm) in workerd through Miniflare, on 127.0.0.1:$PORT
+// (0 = a free port), with the vars and secrets given in the environment. Prints "worker ready on <url>" once
+// it answers; everything the worker logs follows on stdout. Stops on SIGTERM or SIGINT.
+import { Miniflare } from "miniflare";
+import path from "node:path";
+
+const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), "../..");
+const settings = ["SUPABASE_URL", "SUPABASE_SERVICE_ROLE_KEY", "ALLOWED_ORIGINS", "EXPOSE_ERROR_DEBUG",
+  "DATABASE_TIMEOUT_MS", "SYNC_LEASE_SECONDS", "INTAKEQ_BASE_URL", "INTAKEQ_API_KEY", "INTAKEQ_TIMEOUT_MS",
+  "SYNC_BATCH_SIZE", "SYNC_MAX_ATTEMPTS"];
+const bindings = Object.fromEntries(settings.filter((k) => process.env[k] !== undefined).map((k) => [k, process.env[k]]));
+
+const mf = new Miniflare({
+  modules: true,
+  scriptPath: path.join(root, "build/index.js"),
+  modulesRoot: path.join(root, "build"),
+  modulesRules: [{ type: "CompiledWasm", include: ["**/*.wasm"], fallthrough: true }],
+  compatibilityDate: "2025-09-01",
+  bindings,
+  host: "127.0.0.1",
+  port: Number(process.env.PORT ?? 0),
+  cf: false,
+});
+const url = await mf.ready;
+console.log(`worker ready on ${url.origin}`);
+
+const stop = async () => {
+  await mf.dispose();
+  process.exit(0);
+};
+process.on("SIGTERM", stop);
+process.on("SIGINT", stop);
