@@ -3,12 +3,13 @@
 #   unit   native unit tests of every crate
 #   db     Supabase's security advisors, pgTAP, and the booking concurrency tests, on a throwaway database
 #   stack  the local stand-ins (RPC API fidelity, IntakeQ sandbox, `make dev` up and down)
+#   e2e    the BUILT worker in workerd against the RPC API and Postgres (builds it first)
 # The database suites use the running local cluster (say, from `make dev`) without touching its data, each in
 # a throwaway database of its own; when no cluster runs, one is started and stopped again at the end.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
-suites=("${@:-unit db stack}")
+suites=("${@:-unit db stack e2e}")
 read -r -a suites <<<"${suites[*]}"
 
 cluster_started=false
@@ -45,6 +46,16 @@ suite_stack() {
   url=$(TEST_DB_NAME=book_v2_stack_test scripts/db.sh test-db)
   echo "== local stack"
   TEST_DATABASE_URL=$url cargo test -p local-stack --test '*'
+}
+
+suite_e2e() {
+  ensure_cluster
+  local url
+  url=$(TEST_DB_NAME=book_v2_e2e_test scripts/db.sh test-db)
+  echo "== worker build"
+  scripts/build-worker.sh
+  echo "== end to end"
+  TEST_DATABASE_URL=$url cargo test --test 'e2e_*'
 }
 
 for suite in "${suites[@]}"; do

@@ -1,0 +1,188 @@
+//! The end-to-end harness: the BUILT worker (build/, `make worker`) in workerd (Miniflare, through
+//! tests/support/serve-worker.mjs) on a free port, against the RPC API (in-process, on a free port) over the
+//! throwaway database `TEST_DATABASE_URL` (`make test-e2e` creates it). The worker's log lines are captured.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use local_stack::rpc_api::auth::{JwtSecret, SUPABASE_DEMO_JWT_SECRET};
+use local_stack::rpc_api::{self, RpcApiConfig};
+use serde_json::{json, Value};
+use tokio_postgres::NoTls;
+
+pub const ALLOWED_ORIGIN: &str = "https://book.example.com";
+pub const BOOKING_PATH: &str = "/api/patient-booking/book-v2";
+
+pub struct Stack {
+    pub worker: String,
+    pub http: reqwest::Client,
+    pub db: tokio_postgres::Client,
+    logs: Arc<Mutex<Vec<String>>>,
+    process: Child,
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+    }
+}
+
+fn test_database_url() -> String {
+    std::env::var("TEST_DATABASE_URL").expect(
+        "TEST_DATABASE_URL must point at a migrated and seeded database; `make test-e2e` creates one and sets it",
+    )
+}
+
+/// A tag no other test or run uses: for emails, request ids and the like.
+pub fn unique(prefix: &str) -> String {
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos();
+    format!("{prefix}-{nanos}")
+}
+
+pub async fn start() -> Stack {
+    let (db, connection) = tokio_postgres::connect(&test_database_url(), NoTls).await.expect("connect to TEST_DATABASE_URL");
+    tokio::spawn(connection);
+
+    let mut database: tokio_postgres::Config = test_database_url().parse().unwrap();
+    database.user("authenticator").password("postgres");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let rpc_url = format!("http://{}", listener.local_addr().unwrap());
+    let config = RpcApiConfig { database, jwt_secret: SUPABASE_DEMO_JWT_SECRET.into(), pool_size: 20, pool_wait: Duration::from_secs(10) };
+    tokio::spawn(rpc_api::serve(listener, config, std::future::pending()));
+
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    assert!(root.join("build/index.js").exists(), "the worker is not built: run `make worker`");
+    let mut process = Command::new("node")
+        .arg(root.join("tests/support/serve-worker.mjs"))
+        .env("PORT", "0")
+        .env("SUPABASE_URL", &rpc_url)
+        .env("SUPABASE_SERVICE_ROLE_KEY", JwtSecret::new(SUPABASE_DEMO_JWT_SECRET).demo_key("service_role"))
+        .env("ALLOWED_ORIGINS", ALLOWED_ORIGIN)
+        .env("EXPOSE_ERROR_DEBUG", "false")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start node tests/support/serve-worker.mjs");
+    let logs = Arc::new(Mutex::new(Vec::new()));
+    let (ready, ready_url) = mpsc::channel();
+    let sink = logs.clone();
+    let stdout = process.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            match line.strip_prefix("worker ready on ") {
+                Some(url) => {
+                    let _ = ready.send(url.to_owned());
+                }
+                None => sink.lock().unwrap().push(line),
+            }
+        }
+    });
+    let worker = ready_url.recv_timeout(Duration::from_secs(30)).expect("the worker did not start within 30 s");
+    Stack { worker, http: reqwest::Client::new(), db, logs, process }
+}
+
+/// A bookable provider of the test's own, in network with every seeded payer, so no other test's booking
+/// can meet its slots.
+pub async fn new_provider(stack: &Stack) -> String {
+    let tag = unique("provider");
+    let id: String = stack
+        .db
+        .query_one(
+            "insert into providers (first_name, last_name, is_bookable, intakeq_practitioner_id)
+             values ('Test', $1, true, '5f1a00000000000000000001') returning id::text",
+            &[&tag],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    stack
+        .db
+        .execute(
+            "insert into provider_payer_networks (provider_id, payer_id) select $1::text::uuid, id from payers",
+            &[&id],
+        )
+        .await
+        .unwrap();
+    id
+}
+
+/// The form's JSON for a new patient with `email`, at `hour` o'clock UTC `days` days from now.
+pub fn booking(provider_id: &str, email: &str, days: i64, hour: u32) -> Value {
+    let day = (chrono::Utc::now() + chrono::Duration::days(days)).format("%Y-%m-%d");
+    json!({
+        "patient": {"firstName": "Robin", "lastName": "Tester", "email": email, "phone": "+1 555 010 0199",
+                    "dateOfBirth": "1988-07-06"},
+        "providerId": provider_id,
+        "payerId": "b2000000-0000-4000-8000-000000000001",
+        "start": format!("{day}T{hour:02}:00:00Z"),
+        "locationType": "telehealth",
+        "memberId": "M-77"
+    })
+}
+
+pub struct Answer {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+}
+
+impl Answer {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+impl Stack {
+    pub async fn post(&self, body: &Value, headers: &[(&str, &str)]) -> Answer {
+        self.post_raw(body.to_string().into_bytes(), "application/json", headers).await
+    }
+
+    pub async fn post_raw(&self, body: Vec<u8>, content_type: &str, headers: &[(&str, &str)]) -> Answer {
+        let mut request = self.http.post(format!("{}{BOOKING_PATH}", self.worker)).header("content-type", content_type).body(body);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let response = request.send().await.expect("the worker answers");
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let text = response.text().await.unwrap();
+        Answer { status, headers, body: serde_json::from_str(&text).unwrap_or(Value::String(text)) }
+    }
+
+    /// How many rows of `table` match `condition` (SQL with $1 = `value`).
+    pub async fn count(&self, table: &str, condition: &str, value: &str) -> i64 {
+        let sql = format!("select count(*) from {table} where {condition}");
+        self.db.query_one(&sql, &[&value]).await.expect(&sql).get(0)
+    }
+
+    /// Rows a booking for `email` may have left: patients, appointments, sync jobs.
+    pub async fn rows_for_email(&self, email: &str) -> (i64, i64, i64) {
+        (
+            self.count("patients", "email = $1", email).await,
+            self.count("appointments", "patient_info->>'email' = $1", email).await,
+            self.count("sync_retry_queue q join appointments a on a.id = q.appointment_id", "a.patient_info->>'email' = $1", email).await,
+        )
+    }
+
+    pub async fn failure_record(&self, request_id: &str) -> Option<(String, String, i32)> {
+        self.db
+            .query_opt("select step, code, http_status from booking_failures where request_id = $1", &[&request_id])
+            .await
+            .unwrap()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+    }
+
+    /// The worker's log lines so far, parsed (lines that are not JSON are kept as strings).
+    pub fn logs(&self) -> Vec<Value> {
+        self.logs.lock().unwrap().iter().map(|l| serde_json::from_str(l).unwrap_or(Value::String(l.clone()))).collect()
+    }
+
+    pub fn raw_logs(&self) -> String {
+        self.logs.lock().unwrap().join("\n")
+    }
+}
