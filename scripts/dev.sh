@@ -7,6 +7,8 @@
 #                    e.g. to supabase start's API; RPC_DATABASE_URL says where it connects as authenticator)
 #   IntakeQ sandbox  127.0.0.1:${INTAKEQ_SANDBOX_PORT:-54380}   local-stack intakeq-sandbox (not started when
 #                    INTAKEQ_BASE_URL is set)
+#   Worker           127.0.0.1:${WORKER_PORT:-8787}   the built worker in workerd (wrangler dev), against the above
+#                    (built first by scripts/build-worker.sh unless WORKER_PREBUILT=1)
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
@@ -14,14 +16,21 @@ cd "$ROOT"
 export RPC_API_PORT=${RPC_API_PORT:-54321}
 export INTAKEQ_SANDBOX_PORT=${INTAKEQ_SANDBOX_PORT:-54380}
 export INTAKEQ_SANDBOX_API_KEY=${INTAKEQ_SANDBOX_API_KEY:-sandbox-intakeq-key}
+WORKER_PORT=${WORKER_PORT:-8787}
 LOCAL_STACK=${LOCAL_STACK_BIN:-}
 
 die() { printf 'dev: error: %s\n' "$*" >&2; exit 1; }
 
 started_db=false
 children=()
+# Each part runs in a process group of its own (wrangler's wrapper does not pass signals on to workerd and
+# esbuild), and stopping signals the whole group.
+start_child() {
+  setsid "$@" &
+  children+=($!)
+}
 stop() {
-  for pid in "${children[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "${children[@]}"; do kill -TERM -- "-$pid" 2>/dev/null || true; done
   for pid in "${children[@]}"; do wait "$pid" 2>/dev/null || true; done
   if $started_db; then scripts/db.sh stop; fi
   echo "dev: stopped" >&2
@@ -57,8 +66,7 @@ if [[ -n ${SUPABASE_URL:-} ]]; then
 else
   export RPC_DATABASE_URL=${RPC_DATABASE_URL:-${DEV_DB_URL/postgres:postgres@/authenticator:postgres@}}
   api_url=http://127.0.0.1:$RPC_API_PORT
-  "$LOCAL_STACK" rpc-api &
-  children+=($!)
+  start_child "$LOCAL_STACK" rpc-api
   wait_for "the RPC API" "$api_url/rest/v1/" "$!"
 fi
 
@@ -66,15 +74,28 @@ if [[ -n ${INTAKEQ_BASE_URL:-} ]]; then
   intakeq_url=$INTAKEQ_BASE_URL
 else
   intakeq_url=http://127.0.0.1:$INTAKEQ_SANDBOX_PORT/api/v1
-  "$LOCAL_STACK" intakeq-sandbox &
-  children+=($!)
+  start_child "$LOCAL_STACK" intakeq-sandbox
   wait_for "the IntakeQ sandbox" "$intakeq_url/appointments/settings" "$!"
 fi
 
 eval "$("$LOCAL_STACK" keys)"
+
+if [[ ${WORKER_PREBUILT:-} != 1 ]]; then
+  scripts/build-worker.sh
+fi
+mkdir -p .local/wrangler
+export WRANGLER_SEND_METRICS=false WRANGLER_LOG_PATH=$ROOT/.local/wrangler
+start_child node_modules/.bin/wrangler dev --ip 127.0.0.1 --port "$WORKER_PORT" --show-interactive-dev-session=false \
+  --var "SUPABASE_URL:$api_url" --var "SUPABASE_SERVICE_ROLE_KEY:$SUPABASE_SERVICE_ROLE_KEY" \
+  --var "INTAKEQ_BASE_URL:$intakeq_url" --var "INTAKEQ_API_KEY:${INTAKEQ_API_KEY:-$INTAKEQ_SANDBOX_API_KEY}" \
+  --var "ALLOWED_ORIGINS:${ALLOWED_ORIGINS:-http://localhost:3000,http://127.0.0.1:3000}" < /dev/null
+worker_url=http://127.0.0.1:$WORKER_PORT
+wait_for "the worker" "$worker_url/health" "$!"
+
 cat <<READY
 
   book-v2 local stack is ready
+    Worker            $worker_url/api/patient-booking/book-v2   (health: $worker_url/health)
     Postgres          $DEV_DB_URL   (migrated and seeded)
     RPC API           $api_url/rest/v1/rpc/<function>
     IntakeQ           $intakeq_url   (X-Auth-Key: $INTAKEQ_SANDBOX_API_KEY; control: /_sandbox)
@@ -88,7 +109,6 @@ if ((${#children[@]})); then
   wait -n "${children[@]}" || true
   die "a part of the stack exited; stopping the rest"
 else
-  sleep infinity &
-  children+=($!)
+  start_child sleep infinity
   wait
 fi

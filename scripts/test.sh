@@ -21,6 +21,14 @@ ensure_cluster() {
 }
 trap '$cluster_started && scripts/db.sh stop' EXIT
 
+worker_built=false
+build_worker_once() {
+  $worker_built && return
+  echo "== worker build"
+  scripts/build-worker.sh
+  worker_built=true
+}
+
 suite_unit() {
   echo "== unit tests"
   cargo test --workspace --lib --bins
@@ -44,6 +52,7 @@ suite_stack() {
   ensure_cluster
   local url
   url=$(TEST_DB_NAME=book_v2_stack_test scripts/db.sh test-db)
+  build_worker_once   # make dev's stack serves it
   echo "== local stack"
   TEST_DATABASE_URL=$url cargo test -p local-stack --test '*'
 }
@@ -52,8 +61,7 @@ suite_e2e() {
   ensure_cluster
   local url
   url=$(TEST_DB_NAME=book_v2_e2e_test scripts/db.sh test-db)
-  echo "== worker build"
-  scripts/build-worker.sh
+  build_worker_once
   echo "== end to end"
   TEST_DATABASE_URL=$url cargo test --test 'e2e_*'
 }

@@ -1,4 +1,5 @@
-//! `make dev`'s stack (scripts/dev.sh) comes up from nothing, answers on every port, and goes down on
+//! `make dev`'s stack (scripts/dev.sh) comes up from nothing (the worker prebuilt), answers on every port,
+//! the worker included, and goes down on
 //! SIGTERM or Ctrl-C leaving no process behind. It runs on free ports with a data folder of its own, so it
 //! never meets a `make dev` that is already running.
 
@@ -16,6 +17,7 @@ struct Ports {
     db: u16,
     rpc: u16,
     sandbox: u16,
+    worker: u16,
 }
 
 fn free_port() -> u16 {
@@ -34,7 +36,10 @@ fn start_dev(ports: &Ports, data: &PathBuf) -> Child {
         .env("PG_DATA_DIR", data)
         .env("RPC_API_PORT", ports.rpc.to_string())
         .env("INTAKEQ_SANDBOX_PORT", ports.sandbox.to_string())
+        .env("WORKER_PORT", ports.worker.to_string())
         .env("LOCAL_STACK_BIN", env!("CARGO_BIN_EXE_local-stack"))
+        // `make test-stack` builds the worker first: a cargo build inside `cargo test` would wait on its lock.
+        .env("WORKER_PREBUILT", "1")
         .env_remove("DATABASE_URL")
         .env_remove("SUPABASE_URL")
         .env_remove("INTAKEQ_BASE_URL")
@@ -90,6 +95,8 @@ async fn assert_stack_answers(ports: &Ports) {
         .await
         .unwrap();
     assert_eq!(settings["Practitioners"].as_array().unwrap().len(), 4, "the IntakeQ sandbox answers");
+    let health: Value = http.get(format!("http://127.0.0.1:{}/health", ports.worker)).send().await.unwrap().json().await.unwrap();
+    assert_eq!(health, json!({"status": "ok", "database": "ok"}), "the worker reaches the database through the RPC API");
     let url = format!("postgresql://postgres:postgres@127.0.0.1:{}/postgres", ports.db);
     let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
     tokio::spawn(connection);
@@ -97,9 +104,36 @@ async fn assert_stack_answers(ports: &Ports) {
     assert_eq!(providers, 4, "Postgres is seeded");
 }
 
-/// Sends `signal` (to the leader alone, or to the whole group as a terminal's Ctrl-C does), then checks that
-/// the stack went away entirely.
+/// Every process descending from `root`, from `ps`.
+fn descendants(root: u32) -> Vec<u32> {
+    let table = Command::new("ps").args(["-eo", "pid=,ppid="]).output().unwrap();
+    let pairs: Vec<(u32, u32)> = String::from_utf8_lossy(&table.stdout)
+        .lines()
+        .filter_map(|l| {
+            let mut it = l.split_whitespace().map(|n| n.parse::<u32>());
+            Some((it.next()?.ok()?, it.next()?.ok()?))
+        })
+        .collect();
+    let mut found = vec![root];
+    let mut i = 0;
+    while i < found.len() {
+        let parent = found[i];
+        found.extend(pairs.iter().filter(|(_, ppid)| *ppid == parent).map(|(pid, _)| *pid));
+        i += 1;
+    }
+    found.split_off(1)
+}
+
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| !stat.contains(") Z "))
+}
+
+/// Sends `signal` (to the leader alone, or to its whole group as a terminal's Ctrl-C does), then checks that
+/// every process the stack started is gone and its ports are closed.
 fn stop_and_assert_nothing_left(mut child: Child, signal: &str, whole_group: bool, ports: &Ports) {
+    let started = descendants(child.id());
+    let tree = Command::new("ps").args(["-eo", "pid,ppid,pgid,args", "--forest"]).output().unwrap();
+    assert!(started.len() >= 4, "make dev started its parts: {started:?}\n{}", String::from_utf8_lossy(&tree.stdout));
     let pid = child.id() as i32;
     let target = if whole_group { format!("-{pid}") } else { pid.to_string() };
     let sent = Command::new("kill").args([&format!("-{signal}"), "--", &target]).status().unwrap();
@@ -109,16 +143,16 @@ fn stop_and_assert_nothing_left(mut child: Child, signal: &str, whole_group: boo
         assert!(Instant::now() < deadline, "make dev did not stop within 60 s of SIG{signal}");
         std::thread::sleep(Duration::from_millis(50));
     }
-    let left = Command::new("pgrep").args(["-g", &pid.to_string()]).output().unwrap();
-    assert!(left.stdout.is_empty(), "processes left behind: {}", String::from_utf8_lossy(&left.stdout));
-    for port in [ports.db, ports.rpc, ports.sandbox] {
+    let left: Vec<u32> = started.into_iter().filter(|pid| alive(*pid)).collect();
+    assert!(left.is_empty(), "processes left behind: {left:?}");
+    for port in [ports.db, ports.rpc, ports.sandbox, ports.worker] {
         assert!(TcpStream::connect(("127.0.0.1", port)).is_err(), "port {port} still answers");
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn make_dev_comes_up_from_nothing_and_goes_down_leaving_nothing() {
-    let ports = Ports { db: free_port(), rpc: free_port(), sandbox: free_port() };
+    let ports = Ports { db: free_port(), rpc: free_port(), sandbox: free_port(), worker: free_port() };
     let data = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("dev-stack-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&data);
 

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader};
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::{mpsc, Arc, Mutex};
@@ -26,8 +27,15 @@ pub struct Stack {
 }
 
 impl Drop for Stack {
+    /// Stops the launcher and the workerd processes it started (its process group), gently first.
     fn drop(&mut self) {
-        let _ = self.process.kill();
+        let group = format!("-{}", self.process.id());
+        let _ = Command::new("kill").args(["-TERM", "--", &group]).status();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while self.process.try_wait().ok().flatten().is_none() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
         let _ = self.process.wait();
     }
 }
@@ -66,6 +74,7 @@ pub async fn start() -> Stack {
         .env("EXPOSE_ERROR_DEBUG", "false")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
+        .process_group(0)
         .spawn()
         .expect("start node tests/support/serve-worker.mjs");
     let logs = Arc::new(Mutex::new(Vec::new()));
