@@ -30,6 +30,7 @@ start_child() {
   children+=($!)
 }
 stop() {
+  trap '' INT TERM   # a second signal (make forwards one too) must not cut the cleanup short
   for pid in "${children[@]}"; do kill -TERM -- "-$pid" 2>/dev/null || true; done
   for pid in "${children[@]}"; do wait "$pid" 2>/dev/null || true; done
   if $started_db; then scripts/db.sh stop; fi

@@ -28,10 +28,19 @@ fn repository() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_owned()
 }
 
-/// Starts scripts/dev.sh as the leader of its own process group; answers once it printed its ready block.
-fn start_dev(ports: &Ports, data: &PathBuf) -> Child {
-    let mut child = Command::new("bash")
-        .arg(repository().join("scripts/dev.sh"))
+/// Starts `make dev` (or scripts/dev.sh alone) as the leader of its own process group; answers once it
+/// printed its ready block.
+fn start_dev(ports: &Ports, data: &PathBuf, through_make: bool) -> Child {
+    let mut command = if through_make {
+        let mut make = Command::new("make");
+        make.args(["--no-print-directory", "-C"]).arg(repository()).arg("dev");
+        make
+    } else {
+        let mut bash = Command::new("bash");
+        bash.arg(repository().join("scripts/dev.sh"));
+        bash
+    };
+    let mut child = command
         .env("DB_PORT", ports.db.to_string())
         .env("PG_DATA_DIR", data)
         .env("RPC_API_PORT", ports.rpc.to_string())
@@ -156,12 +165,19 @@ async fn make_dev_comes_up_from_nothing_and_goes_down_leaving_nothing() {
     let data = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("dev-stack-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&data);
 
-    let child = start_dev(&ports, &data);
+    // scripts/dev.sh alone, told to stop with SIGTERM.
+    let child = start_dev(&ports, &data, false);
     assert_stack_answers(&ports).await;
     stop_and_assert_nothing_left(child, "TERM", false, &ports);
 
-    let child = start_dev(&ports, &data);
+    // `make dev` and Ctrl-C: SIGINT to the terminal's whole process group.
+    let child = start_dev(&ports, &data, true);
     assert_stack_answers(&ports).await;
     stop_and_assert_nothing_left(child, "INT", true, &ports);
+
+    // `make dev` under a supervisor that sends SIGTERM to the group (make forwards a second one).
+    let child = start_dev(&ports, &data, true);
+    assert_stack_answers(&ports).await;
+    stop_and_assert_nothing_left(child, "TERM", true, &ports);
     let _ = std::fs::remove_dir_all(&data);
 }
