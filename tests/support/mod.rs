@@ -53,6 +53,11 @@ pub fn unique(prefix: &str) -> String {
 }
 
 pub async fn start() -> Stack {
+    start_with(None, &[]).await
+}
+
+/// Like `start`, but the worker calls `supabase_url` instead of the RPC API (when given), with `env` added.
+pub async fn start_with(supabase_url: Option<String>, env: &[(&str, &str)]) -> Stack {
     let (db, connection) = tokio_postgres::connect(&test_database_url(), NoTls).await.expect("connect to TEST_DATABASE_URL");
     tokio::spawn(connection);
 
@@ -68,7 +73,8 @@ pub async fn start() -> Stack {
     let mut process = Command::new("node")
         .arg(root.join("tests/support/serve-worker.mjs"))
         .env("PORT", "0")
-        .env("SUPABASE_URL", &rpc_url)
+        .env("SUPABASE_URL", supabase_url.unwrap_or(rpc_url))
+        .envs(env.iter().copied())
         .env("SUPABASE_SERVICE_ROLE_KEY", JwtSecret::new(SUPABASE_DEMO_JWT_SECRET).demo_key("service_role"))
         .env("ALLOWED_ORIGINS", ALLOWED_ORIGIN)
         .env("EXPOSE_ERROR_DEBUG", "false")
