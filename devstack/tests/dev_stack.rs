@@ -59,11 +59,10 @@ fn start_dev(ports: &Ports, data: &PathBuf, through_make: bool) -> Child {
         .expect("start scripts/dev.sh");
     let stdout = child.stdout.take().unwrap();
     let (lines, received) = mpsc::channel();
+    // Keeps reading to the end: a closed pipe would kill the stack's next write (wrangler logs every request).
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if lines.send(line).is_err() {
-                break;
-            }
+            let _ = lines.send(line);
         }
     });
     let deadline = Instant::now() + Duration::from_secs(120);
