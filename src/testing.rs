@@ -67,3 +67,14 @@ pub fn booked() -> Booked {
     }))
     .unwrap()
 }
+
+/// The booking form's body for a new self-pay patient.
+pub fn form() -> Vec<u8> {
+    json!({
+        "patient": {"firstName": "Riley", "lastName": "Quinn", "email": "riley@example.com"},
+        "providerId": "a1000000-0000-4000-8000-000000000001", "payerId": "cash-payment",
+        "start": "2026-12-01T09:00:00-07:00", "locationType": "telehealth"
+    })
+    .to_string()
+    .into_bytes()
+}

@@ -2,17 +2,7 @@ use futures::executor::block_on;
 use serde_json::json;
 
 use super::*;
-use crate::testing::{booked, FakeStore, FixedClock};
-
-fn form() -> Vec<u8> {
-    json!({
-        "patient": {"firstName": "Riley", "lastName": "Quinn", "email": "riley@example.com"},
-        "providerId": "a1000000-0000-4000-8000-000000000001", "payerId": "cash-payment",
-        "start": "2026-12-01T09:00:00-07:00", "locationType": "telehealth"
-    })
-    .to_string()
-    .into_bytes()
-}
+use crate::testing::{booked, form, FakeStore, FixedClock};
 
 fn settings(expose_error_debug: bool) -> FlowSettings {
     FlowSettings { expose_error_debug, sync_lease_seconds: 60 }

@@ -2,7 +2,7 @@ use futures::executor::block_on;
 use serde_json::json;
 
 use super::*;
-use crate::testing::{booked, FakeStore, FixedClock};
+use crate::testing::{booked, form, FakeStore, FixedClock};
 
 fn config() -> Result<Config, Vec<&'static str>> {
     Config::from_lookup(|name| match name {
@@ -29,16 +29,6 @@ fn send(store: &FakeStore, request: &HttpRequest) -> HttpResponse {
 
 fn json_body(response: &HttpResponse) -> Value {
     serde_json::from_str(&response.body).unwrap()
-}
-
-fn form() -> Vec<u8> {
-    json!({
-        "patient": {"firstName": "Riley", "lastName": "Quinn", "email": "riley@example.com"},
-        "providerId": "a1000000-0000-4000-8000-000000000001", "payerId": "cash-payment",
-        "start": "2026-12-01T09:00:00-07:00", "locationType": "telehealth"
-    })
-    .to_string()
-    .into_bytes()
 }
 
 #[test]
