@@ -11,10 +11,13 @@ pub mod booking_request;
 pub mod clock;
 pub mod config;
 pub mod http;
+pub mod intakeq;
 pub mod logging;
 pub mod masking;
 pub mod request_id;
 pub mod store;
+pub mod sync;
+pub mod sync_store;
 #[cfg(test)]
 mod testing;
 

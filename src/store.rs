@@ -6,26 +6,55 @@ use serde_json::{json, Value};
 
 use crate::booking_error::{ErrorCode, Step};
 
-/// What `book_appointment` answers (the parts the response needs).
+/// What `book_appointment` answers: the booking as the database holds it, with everything the response and
+/// the IntakeQ sync need. (The sync functions answer the same shape, without the three flags.)
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct Booked {
     pub appointment_id: String,
+    pub request_id: String,
     pub status: String,
     pub sync_status: String,
     pub pq_appointment_id: Option<String>,
     pub start: String,
     pub end: String,
     pub duration_minutes: u32,
+    pub notes: Option<String>,
     pub patient: BookedPatient,
     pub provider: BookedProvider,
+    pub intakeq: BookedIntakeq,
+    pub sync_job: Option<BookedSyncJob>,
+    #[serde(default)]
     pub is_duplicate: bool,
+    #[serde(default)]
     pub replayed: bool,
+    #[serde(default)]
     pub patient_created: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct BookedPatient {
     pub id: String,
+    pub first_name: String,
+    pub last_name: String,
+    pub email: String,
+    pub phone: Option<String>,
+    pub date_of_birth: Option<String>,
+    pub intakeq_client_id: Option<String>,
+}
+
+/// The IntakeQ ids the booking maps to.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct BookedIntakeq {
+    pub practitioner_id: Option<String>,
+    pub service_id: Option<String>,
+    pub location_id: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct BookedSyncJob {
+    pub id: String,
+    pub state: String,
+    pub locked_by: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]

@@ -1,12 +1,17 @@
 //! Fakes for the native unit tests: a clock that does not move and a store that answers what a test says.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
+use std::collections::{HashMap, VecDeque};
 
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
 use crate::clock::Clock;
+use crate::intakeq::wire::{self, Appointment, Client};
+use crate::intakeq::{Intakeq, IntakeqError};
 use crate::store::{Booked, BookingStore, FailureRecord, StoreError};
+use crate::sync::SyncOutcome;
+use crate::sync_store::{SyncJob, SyncReport, SyncStore};
 
 pub struct FixedClock;
 
@@ -24,6 +29,10 @@ pub struct FakeStore {
     pub failures: RefCell<Vec<FailureRecord>>,
     pub failing_record: bool,
     pub unhealthy: bool,
+    /// Jobs `claim_sync_jobs` hands out.
+    pub due_jobs: RefCell<Vec<SyncJob>>,
+    /// What runners reported: (job id, runner, report as text).
+    pub reports: RefCell<Vec<(String, String, String)>>,
 }
 
 impl FakeStore {
@@ -56,16 +65,120 @@ impl BookingStore for FakeStore {
     }
 }
 
-/// What `book_appointment` answers for a new booking.
+impl SyncStore for FakeStore {
+    async fn claim_sync_jobs(&self, _runner: &str, limit: u32, _lease_seconds: u32) -> Result<Vec<SyncJob>, StoreError> {
+        let mut due = self.due_jobs.borrow_mut();
+        let take = (limit as usize).min(due.len());
+        Ok(due.drain(..take).collect())
+    }
+
+    async fn record_sync_result(&self, job_id: &str, runner: &str, report: SyncReport<'_>, _max: u32) -> Result<SyncJob, StoreError> {
+        self.reports.borrow_mut().push((job_id.into(), runner.into(), format!("{report:?}")));
+        let mut booking = booked();
+        if let SyncReport::Attempted(SyncOutcome::Synced { pq_appointment_id, .. }) = report {
+            booking.status = "scheduled".into();
+            booking.sync_status = "synced".into();
+            booking.pq_appointment_id = Some(pq_appointment_id.clone());
+        }
+        Ok(SyncJob { job_id: job_id.into(), attempt: 2, max_attempts: 5, needs_reconcile: false, booking })
+    }
+
+    async fn sync_health(&self) -> Result<Value, StoreError> {
+        Ok(json!({"pending_jobs": 0}))
+    }
+
+    async fn requeue_sync_job(&self, appointment_id: &str, _requested_by: &str) -> Result<SyncJob, StoreError> {
+        Ok(SyncJob { job_id: format!("job-of-{appointment_id}"), attempt: 1, max_attempts: 5, needs_reconcile: false, booking: booked() })
+    }
+}
+
+/// What `book_appointment` answers for a new booking, its sync job leased to request "req-1".
 pub fn booked() -> Booked {
     serde_json::from_value(json!({
-        "appointment_id": "3ca6a61f-dbfb-4c18-9db1-3e0589df99e3", "status": "pending_sync", "sync_status": "pending",
+        "appointment_id": "3ca6a61f-dbfb-4c18-9db1-3e0589df99e3", "request_id": "req-1",
+        "status": "pending_sync", "sync_status": "pending",
         "pq_appointment_id": null, "start": "2026-12-01T16:00:00Z", "end": "2026-12-01T17:00:00Z",
-        "duration_minutes": 60, "patient": {"id": "a0d2c8b0-7896-46af-9aca-ea5177939b1a"},
+        "duration_minutes": 60, "notes": null,
+        "patient": {"id": "a0d2c8b0-7896-46af-9aca-ea5177939b1a", "first_name": "Riley", "last_name": "Quinn",
+                    "email": "riley@example.com", "phone": null, "date_of_birth": "1991-02-03", "intakeq_client_id": null},
         "provider": {"id": "a1000000-0000-4000-8000-000000000001", "name": "Ana Rivera, MD"},
-        "is_duplicate": false, "replayed": false, "patient_created": true, "intakeq": {}
+        "intakeq": {"practitioner_id": "5f1a00000000000000000001", "service_id": "7c1e0000-0000-4000-8000-000000000001",
+                    "location_id": "1", "client_id": null},
+        "sync_job": {"id": "5e7a0000-0000-4000-8000-000000000001", "state": "pending", "locked_by": "req-1",
+                     "retry_count": 0, "locked_until": "2026-11-24T12:01:00Z"},
+        "is_duplicate": false, "replayed": false, "patient_created": true
     }))
     .unwrap()
+}
+
+/// A job for `booked()`.
+pub fn job(needs_reconcile: bool) -> SyncJob {
+    SyncJob { job_id: "5e7a0000-0000-4000-8000-000000000001".into(), attempt: 1, max_attempts: 5, needs_reconcile, booking: booked() }
+}
+
+/// IntakeQ in memory: clients and appointments it holds, failures queued per call, every call remembered.
+#[derive(Default)]
+pub struct FakeIntakeq {
+    pub clients: RefCell<Vec<Client>>,
+    pub appointments: RefCell<Vec<Appointment>>,
+    pub created: RefCell<Vec<wire::NewAppointment>>,
+    pub calls: RefCell<Vec<&'static str>>,
+    failures: RefCell<HashMap<&'static str, VecDeque<IntakeqError>>>,
+    next_id: Cell<u64>,
+}
+
+impl FakeIntakeq {
+    /// The next call of `call` ("search_clients", "create_client", "appointments_on", "create_appointment") fails.
+    pub fn fail_next(&self, call: &'static str, error: IntakeqError) {
+        self.failures.borrow_mut().entry(call).or_default().push_back(error);
+    }
+
+    fn enter(&self, call: &'static str) -> Result<(), IntakeqError> {
+        self.calls.borrow_mut().push(call);
+        match self.failures.borrow_mut().get_mut(call).and_then(VecDeque::pop_front) {
+            Some(error) => Err(error),
+            None => Ok(()),
+        }
+    }
+
+    fn new_id(&self) -> u64 {
+        self.next_id.set(self.next_id.get() + 1);
+        self.next_id.get()
+    }
+}
+
+impl Intakeq for FakeIntakeq {
+    async fn search_clients(&self, search: &str) -> Result<Vec<Client>, IntakeqError> {
+        self.enter("search_clients")?;
+        let needle = search.to_lowercase();
+        Ok(self.clients.borrow().iter().filter(|c| c.email.as_deref().is_some_and(|e| e.to_lowercase().contains(&needle))).cloned().collect())
+    }
+
+    async fn create_client(&self, client: &wire::NewClient) -> Result<Client, IntakeqError> {
+        self.enter("create_client")?;
+        let created = Client { client_id: 1000 + self.new_id(), email: Some(client.email.clone()) };
+        self.clients.borrow_mut().push(created.clone());
+        Ok(created)
+    }
+
+    async fn appointments_on(&self, _client_email: &str, _day: &str) -> Result<Vec<Appointment>, IntakeqError> {
+        self.enter("appointments_on")?;
+        Ok(self.appointments.borrow().clone())
+    }
+
+    async fn create_appointment(&self, appointment: &wire::NewAppointment) -> Result<Appointment, IntakeqError> {
+        self.enter("create_appointment")?;
+        self.created.borrow_mut().push(appointment.clone());
+        let created = Appointment {
+            id: format!("{:024x}", self.new_id()),
+            practitioner_id: Some(appointment.practitioner_id.clone()),
+            service_id: Some(appointment.service_id.clone()),
+            start_date: Some(appointment.utc_date_time),
+            status: Some("Confirmed".into()),
+        };
+        self.appointments.borrow_mut().push(created.clone());
+        Ok(created)
+    }
 }
 
 /// The booking form's body for a new self-pay patient.

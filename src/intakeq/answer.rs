@@ -1,0 +1,47 @@
+//! Reading an IntakeQ answer: a 2xx with JSON of the expected shape, or the `IntakeqError` it amounts to.
+
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use super::IntakeqError;
+
+/// `retry_after` is the `Retry-After` header, if any (seconds; an HTTP date is not trusted and ignored).
+pub fn read<T: DeserializeOwned>(status: u16, retry_after: Option<&str>, body: &str) -> Result<T, IntakeqError> {
+    let json: Option<Value> = serde_json::from_str(body).ok();
+    match status {
+        200..=299 => json
+            .and_then(|value| serde_json::from_value(value).ok())
+            .ok_or(IntakeqError::NotJson { status }),
+        429 => Err(IntakeqError::RateLimited { retry_after_seconds: retry_after.and_then(|v| v.trim().parse().ok()) }),
+        400..=499 => {
+            let message = json
+                .as_ref()
+                .and_then(|v| v.get("Message").and_then(Value::as_str).map(str::to_owned))
+                .unwrap_or_else(|| format!("HTTP {status}"));
+            Err(IntakeqError::Rejected { status, message: message.chars().take(200).collect() })
+        }
+        _ if json.is_none() => Err(IntakeqError::NotJson { status }),
+        _ => Err(IntakeqError::ServerError { status }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::intakeq::wire::Client;
+
+    #[test]
+    fn answers_map_to_their_meaning() {
+        assert_eq!(read::<Vec<Client>>(200, None, r#"[{"ClientId": 7}]"#).unwrap()[0].client_id, 7);
+        assert_eq!(read::<Vec<Client>>(200, None, "<html>"), Err(IntakeqError::NotJson { status: 200 }));
+        assert_eq!(read::<Vec<Client>>(429, Some("7"), ""), Err(IntakeqError::RateLimited { retry_after_seconds: Some(7) }));
+        assert_eq!(read::<Vec<Client>>(429, None, ""), Err(IntakeqError::RateLimited { retry_after_seconds: None }));
+        assert_eq!(
+            read::<Vec<Client>>(400, None, r#"{"Message": "Invalid ServiceId."}"#),
+            Err(IntakeqError::Rejected { status: 400, message: "Invalid ServiceId.".into() })
+        );
+        assert!(matches!(read::<Vec<Client>>(401, None, ""), Err(IntakeqError::Rejected { status: 401, .. })));
+        assert_eq!(read::<Vec<Client>>(500, None, r#"{"Message": "An error has occurred."}"#), Err(IntakeqError::ServerError { status: 500 }));
+        assert_eq!(read::<Vec<Client>>(503, None, "<html>503</html>"), Err(IntakeqError::NotJson { status: 503 }));
+    }
+}

@@ -1,0 +1,51 @@
+//! IntakeQ as the sync sees it (`../shared/reference/intakeq-api.md`): a small trait the sync is tested
+//! against with a fake, the wire shapes (`wire`), and how an answer is read (`answer`). The fetch adapter
+//! is `crate::intakeq_fetch` (wasm32 only).
+
+pub mod answer;
+pub mod wire;
+
+use std::fmt;
+
+/// How a call to IntakeQ failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IntakeqError {
+    /// 429: not processed; retry after the wait when IntakeQ gives one.
+    RateLimited { retry_after_seconds: Option<u64> },
+    /// No answer within INTAKEQ_TIMEOUT_MS: the request may or may not have been carried out.
+    TimedOut,
+    /// The connection failed.
+    Unreachable(String),
+    /// 5xx.
+    ServerError { status: u16 },
+    /// An answer that is not the JSON expected (an outage page, say).
+    NotJson { status: u16 },
+    /// Any other 4xx ("Invalid ServiceId.", a bad key): retrying will not help.
+    Rejected { status: u16, message: String },
+}
+
+impl fmt::Display for IntakeqError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            IntakeqError::RateLimited { retry_after_seconds: Some(s) } => write!(f, "rate limited (429), retry after {s} s"),
+            IntakeqError::RateLimited { retry_after_seconds: None } => write!(f, "rate limited (429)"),
+            IntakeqError::TimedOut => write!(f, "no answer in time"),
+            IntakeqError::Unreachable(why) => write!(f, "unreachable: {why}"),
+            IntakeqError::ServerError { status } => write!(f, "server error ({status})"),
+            IntakeqError::NotJson { status } => write!(f, "an answer that is not JSON ({status})"),
+            IntakeqError::Rejected { status, message } => write!(f, "rejected ({status}): {message}"),
+        }
+    }
+}
+
+#[allow(async_fn_in_trait)]
+pub trait Intakeq {
+    /// `GET /clients?search=<text>&includeProfile=true`: a partial match.
+    async fn search_clients(&self, search: &str) -> Result<Vec<wire::Client>, IntakeqError>;
+    /// `POST /clients` without `ClientId`.
+    async fn create_client(&self, client: &wire::NewClient) -> Result<wire::Client, IntakeqError>;
+    /// `GET /appointments?client=<email>&startDate=<day>&endDate=<day>`.
+    async fn appointments_on(&self, client_email: &str, day: &str) -> Result<Vec<wire::Appointment>, IntakeqError>;
+    /// `POST /appointments`.
+    async fn create_appointment(&self, appointment: &wire::NewAppointment) -> Result<wire::Appointment, IntakeqError>;
+}

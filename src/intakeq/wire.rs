@@ -1,0 +1,108 @@
+//! IntakeQ's JSON, as much of it as the sync reads or writes (PascalCase, ids as IntakeQ gives them:
+//! integer client ids, 24-hex appointment ids, GUID service ids, Unix milliseconds).
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Client {
+    pub client_id: u64,
+    #[serde(default)]
+    pub email: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct NewClient {
+    pub first_name: String,
+    pub last_name: String,
+    pub email: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub phone: Option<String>,
+    /// Unix milliseconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub date_of_birth: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Appointment {
+    pub id: String,
+    #[serde(default)]
+    pub practitioner_id: Option<String>,
+    #[serde(default)]
+    pub service_id: Option<String>,
+    /// Unix milliseconds.
+    #[serde(default)]
+    pub start_date: Option<i64>,
+    #[serde(default)]
+    pub status: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct NewAppointment {
+    pub practitioner_id: String,
+    pub client_id: u64,
+    pub service_id: String,
+    pub location_id: String,
+    pub status: &'static str,
+    /// Unix milliseconds.
+    pub utc_date_time: i64,
+    /// IntakeQ sends the patient's confirmation email.
+    pub send_client_email_notification: bool,
+    pub reminder_type: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub notes: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// Shapes as IntakeQ answers them (fields the sync ignores included).
+    #[test]
+    fn recorded_answers_parse() {
+        let client: Client = serde_json::from_value(json!({
+            "ClientId": 1042, "Name": "Pat Sample", "FirstName": "Pat", "LastName": "Sample",
+            "Email": "pat@example.com", "Phone": "555-0100", "DateOfBirth": 631152000000i64,
+            "DateCreated": 1700000000000i64, "LastActivityDate": 1700000000000i64, "Archived": false
+        }))
+        .unwrap();
+        assert_eq!((client.client_id, client.email.as_deref()), (1042, Some("pat@example.com")));
+        let appointment: Appointment = serde_json::from_value(json!({
+            "Id": "5d5c1e6c3b1f2a0012345678", "ClientName": "Pat Sample", "ClientEmail": "pat@example.com",
+            "ClientId": 1042, "Status": "Confirmed", "StartDate": 1967986800000i64, "EndDate": 1967990400000i64,
+            "Duration": 60, "ServiceName": "Intake", "ServiceId": "7c1e0000-0000-4000-8000-000000000001",
+            "LocationName": "Self pay", "LocationId": "1", "Price": 0, "PractitionerName": "Ana Rivera, MD",
+            "PractitionerEmail": "ana@example.com", "PractitionerId": "5f1a00000000000000000001",
+            "StartDateIso": "2032-05-12T15:00:00.000Z"
+        }))
+        .unwrap();
+        assert_eq!(appointment.start_date, Some(1967986800000));
+        assert_eq!(appointment.status.as_deref(), Some("Confirmed"));
+    }
+
+    #[test]
+    fn a_new_appointment_is_sent_as_intakeq_expects() {
+        let body = serde_json::to_value(NewAppointment {
+            practitioner_id: "5f1a00000000000000000001".into(),
+            client_id: 1042,
+            service_id: "7c1e0000-0000-4000-8000-000000000001".into(),
+            location_id: "1".into(),
+            status: "Confirmed",
+            utc_date_time: 1967986800000,
+            send_client_email_notification: true,
+            reminder_type: "Email",
+            notes: None,
+        })
+        .unwrap();
+        assert_eq!(
+            body,
+            json!({"PractitionerId": "5f1a00000000000000000001", "ClientId": 1042,
+                   "ServiceId": "7c1e0000-0000-4000-8000-000000000001", "LocationId": "1", "Status": "Confirmed",
+                   "UtcDateTime": 1967986800000i64, "SendClientEmailNotification": true, "ReminderType": "Email"})
+        );
+    }
+}
