@@ -27,10 +27,14 @@ pub enum ErrorCode {
     AppointmentInsertFailed,
     DatabaseUnavailable,
     InternalError,
+    /// The staff routes: no or a wrong bearer token.
+    Unauthorized,
+    SyncJobNotFound,
+    SyncJobNotDead,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 17] = [
+    pub const ALL: [ErrorCode; 20] = [
         ErrorCode::InvalidRequest,
         ErrorCode::UnsupportedMediaType,
         ErrorCode::PayloadTooLarge,
@@ -48,6 +52,9 @@ impl ErrorCode {
         ErrorCode::AppointmentInsertFailed,
         ErrorCode::DatabaseUnavailable,
         ErrorCode::InternalError,
+        ErrorCode::Unauthorized,
+        ErrorCode::SyncJobNotFound,
+        ErrorCode::SyncJobNotDead,
     ];
 
     pub fn status(self) -> u16 {
@@ -57,9 +64,10 @@ impl ErrorCode {
             UnsupportedMediaType => 415,
             PayloadTooLarge => 413,
             MethodNotAllowed => 405,
-            NotFound | PatientNotFound | ProviderNotFound | InvalidPayer => 404,
+            NotFound | PatientNotFound | ProviderNotFound | InvalidPayer | SyncJobNotFound => 404,
             IdempotencyKeyReused | ProviderNotBookable | ServiceInstanceNotFound | SlotInPast => 422,
-            SlotTaken => 409,
+            SlotTaken | SyncJobNotDead => 409,
+            Unauthorized => 401,
             PatientCreationFailed | AppointmentInsertFailed | InternalError => 500,
             DatabaseUnavailable => 503,
         }
@@ -86,6 +94,9 @@ impl ErrorCode {
             AppointmentInsertFailed => "We could not save the appointment. Please try again or call the practice.",
             DatabaseUnavailable => "Booking is temporarily unavailable. Please try again in a few minutes.",
             InternalError => "Something went wrong on our side. Please try again or call the practice.",
+            Unauthorized => "A valid staff token is required.",
+            SyncJobNotFound => "That appointment has no IntakeQ sync job.",
+            SyncJobNotDead => "Only a sync that has failed for good can be requeued.",
         }
     }
 
@@ -115,6 +126,11 @@ pub enum Step {
     Configuration,
     Routing,
     Health,
+    Authorization,
+    SyncClaim,
+    SyncRecord,
+    SyncRequeue,
+    SyncHealth,
 }
 
 impl Step {
@@ -181,7 +197,8 @@ mod tests {
             ("PATIENT_NOT_FOUND", 404), ("PATIENT_CREATION_FAILED", 500), ("PROVIDER_NOT_FOUND", 404),
             ("PROVIDER_NOT_BOOKABLE", 422), ("INVALID_PAYER", 404), ("SERVICE_INSTANCE_NOT_FOUND", 422),
             ("SLOT_IN_PAST", 422), ("SLOT_TAKEN", 409), ("APPOINTMENT_INSERT_FAILED", 500),
-            ("DATABASE_UNAVAILABLE", 503), ("INTERNAL_ERROR", 500),
+            ("DATABASE_UNAVAILABLE", 503), ("INTERNAL_ERROR", 500), ("UNAUTHORIZED", 401),
+            ("SYNC_JOB_NOT_FOUND", 404), ("SYNC_JOB_NOT_DEAD", 409),
         ];
         assert_eq!(contract.len(), ErrorCode::ALL.len());
         for (name, status) in contract {

@@ -1,6 +1,8 @@
-//! One booking, from the request body to the answer: parse -> `book_appointment` -> answer, with each step's
-//! start and outcome logged (the request id comes from the enclosing span) and, after any failure past parsing,
-//! a failure record. No I/O of its own: the database is a `BookingStore`.
+//! One booking, from the request body to the answer: parse -> `book_appointment` -> IntakeQ sync -> answer,
+//! with each step's start and outcome logged (the request id comes from the enclosing span) and, after any
+//! failure past parsing, a failure record. The booking stands whatever IntakeQ does: a failed sync leaves it
+//! `pending_sync` (or `failed`) with a warning, and its job for the cron. No I/O of its own: the database is a
+//! `BookingStore` + `SyncStore`, IntakeQ an `Intakeq`.
 
 use serde_json::{json, Value};
 use tracing::{error, info, warn};
@@ -8,8 +10,11 @@ use tracing::{error, info, warn};
 use crate::booking_error::{BookingError, ErrorCode, Step};
 use crate::booking_request::BookingRequest;
 use crate::clock::Clock;
+use crate::intakeq::Intakeq;
 use crate::request_id::RequestId;
 use crate::store::{Booked, BookingStore, FailureRecord, StoreError};
+use crate::sync::sync_booking;
+use crate::sync_store::{SyncJob, SyncReport, SyncStore};
 
 /// An answer before it becomes an HTTP response.
 #[derive(Debug, Clone, PartialEq)]
@@ -28,10 +33,13 @@ impl Answer {
 pub struct FlowSettings {
     pub expose_error_debug: bool,
     pub sync_lease_seconds: u32,
+    pub sync_max_attempts: u32,
 }
 
+/// `intakeq` is `None` when the worker has no IntakeQ key: the booking then waits in the outbox.
 pub async fn book(
-    store: &impl BookingStore,
+    store: &(impl BookingStore + SyncStore),
+    intakeq: Option<&impl Intakeq>,
     clock: &impl Clock,
     request_id: &RequestId,
     body: &[u8],
@@ -61,6 +69,12 @@ pub async fn book(
                 patient_created = booked.patient_created, is_duplicate = booked.is_duplicate, replayed = booked.replayed,
                 status = %booked.status, sync_status = %booked.sync_status
             );
+            let booked = match intakeq {
+                Some(intakeq) if !booked.is_duplicate && !booked.replayed => {
+                    sync_now(store, intakeq, clock, request_id, booked, settings.sync_max_attempts).await
+                }
+                _ => booked,
+            };
             success(&booked, request_id)
         }
         Err(store_error) => {
@@ -74,6 +88,45 @@ pub async fn book(
             }
             record_failure(store, request_id, &error, &store_error).await;
             Answer::error(&error, request_id, clock, settings.expose_error_debug)
+        }
+    }
+}
+
+/// The first sync attempt, by the request that booked (it holds the job's lease). Whatever happens, the answer
+/// is what the database then says about the appointment.
+async fn sync_now(
+    store: &impl SyncStore,
+    intakeq: &impl Intakeq,
+    clock: &impl Clock,
+    request_id: &RequestId,
+    booked: Booked,
+    max_attempts: u32,
+) -> Booked {
+    let Some(job) = booked.sync_job.as_ref().filter(|j| j.locked_by.as_deref() == Some(request_id.as_str())) else {
+        return booked;
+    };
+    let job = SyncJob { job_id: job.id.clone(), attempt: 1, max_attempts, needs_reconcile: false, booking: booked.clone() };
+    let started = clock.now();
+    info!(step = "intakeq_sync", outcome = "started", job_id = %job.job_id);
+    let outcome = sync_booking(intakeq, &job).await;
+    let duration_ms = (clock.now() - started).num_milliseconds();
+    match store.record_sync_result(&job.job_id, request_id.as_str(), SyncReport::Attempted(&outcome), max_attempts).await {
+        Ok(recorded) => {
+            info!(
+                step = "intakeq_sync", outcome = %recorded.booking.sync_status, duration_ms,
+                pq_appointment_id = ?recorded.booking.pq_appointment_id, attempt_outcome = ?outcome
+            );
+            Booked {
+                status: recorded.booking.status,
+                sync_status: recorded.booking.sync_status,
+                pq_appointment_id: recorded.booking.pq_appointment_id,
+                ..booked
+            }
+        }
+        Err(error) => {
+            // The job stays leased to this request; when the lease runs out the cron takes it, and reconciles.
+            error!(step = "intakeq_sync", outcome = "unrecorded", duration_ms, debug = %error.debug());
+            booked
         }
     }
 }
@@ -116,7 +169,7 @@ fn success(booked: &Booked, request_id: &RequestId) -> Answer {
     match booked.sync_status.as_str() {
         "pending" => warnings.push(
             "The appointment is saved, but the practice's records system has not confirmed it yet; \
-             the confirmation email will follow once it has.",
+             we keep trying, and the confirmation email will follow once it has.",
         ),
         "failed" => warnings.push(
             "The appointment is saved, but the practice's records system refused it; the practice will contact you.",

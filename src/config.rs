@@ -1,5 +1,14 @@
 //! The worker's settings (wrangler vars and secrets), read in one place into a typed struct.
 
+/// Where and how the worker reaches IntakeQ.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IntakeqSettings {
+    pub base_url: String,
+    pub api_key: String,
+    /// Per call.
+    pub timeout_ms: u64,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     /// The Supabase project URL; RPC calls go to `$SUPABASE_URL/rest/v1/rpc/<fn>`.
@@ -9,8 +18,14 @@ pub struct Config {
     pub expose_error_debug: bool,
     /// How long a database call may take before the answer is DATABASE_UNAVAILABLE.
     pub database_timeout_ms: u64,
-    /// How long a new booking's sync job stays reserved for the request that made it.
+    /// How long a sync job stays reserved for its runner (the booking request, or a cron run).
     pub sync_lease_seconds: u32,
+    /// `None` when INTAKEQ_API_KEY is not set: bookings then wait in the outbox, and the cron does nothing.
+    pub intakeq: Option<IntakeqSettings>,
+    pub sync_batch_size: u32,
+    pub sync_max_attempts: u32,
+    /// The bearer token of the staff routes (sync health, requeue); without it they refuse everyone.
+    pub admin_token: Option<String>,
 }
 
 impl Config {
@@ -35,6 +50,23 @@ impl Config {
         };
         let database_timeout_ms = number("DATABASE_TIMEOUT_MS", 10_000, &mut problems);
         let sync_lease_seconds = number("SYNC_LEASE_SECONDS", 60, &mut problems) as u32;
+        let intakeq_timeout_ms = number("INTAKEQ_TIMEOUT_MS", 8_000, &mut problems);
+        let sync_batch_size = number("SYNC_BATCH_SIZE", 5, &mut problems).clamp(1, 100) as u32;
+        let sync_max_attempts = number("SYNC_MAX_ATTEMPTS", 5, &mut problems).clamp(1, 100) as u32;
+        // A runner's lease must outlast its attempt (three IntakeQ calls and two database calls at most),
+        // or a second runner could start the same job while the first is still at it.
+        if u64::from(sync_lease_seconds) * 1000 < 3 * intakeq_timeout_ms + 2 * database_timeout_ms {
+            problems.push("SYNC_LEASE_SECONDS");
+        }
+        let present = |name: &str| lookup(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+        let intakeq = present("INTAKEQ_API_KEY").map(|api_key| IntakeqSettings {
+            base_url: present("INTAKEQ_BASE_URL")
+                .unwrap_or_else(|| "https://intakeq.com/api/v1".into())
+                .trim_end_matches('/')
+                .to_owned(),
+            api_key,
+            timeout_ms: intakeq_timeout_ms,
+        });
         let config = Config {
             supabase_url,
             service_role_key,
@@ -47,6 +79,10 @@ impl Config {
             expose_error_debug: lookup("EXPOSE_ERROR_DEBUG").is_some_and(|v| v.trim().eq_ignore_ascii_case("true")),
             database_timeout_ms,
             sync_lease_seconds,
+            intakeq,
+            sync_batch_size,
+            sync_max_attempts,
+            admin_token: present("ADMIN_TOKEN"),
         };
         if problems.is_empty() {
             Ok(config)
@@ -76,6 +112,31 @@ mod tests {
         assert_eq!(config.allowed_origins, ["https://book.example.com", "http://localhost:3000"]);
         assert!(!config.expose_error_debug);
         assert_eq!((config.database_timeout_ms, config.sync_lease_seconds), (10_000, 60));
+        assert_eq!((config.intakeq.clone(), config.sync_batch_size, config.sync_max_attempts), (None, 5, 5));
+        assert_eq!(config.admin_token, None);
+    }
+
+    #[test]
+    fn intakeq_is_configured_by_its_key() {
+        let config = Config::from_lookup(lookup(&[
+            ("SUPABASE_URL", "http://127.0.0.1:54321"),
+            ("SUPABASE_SERVICE_ROLE_KEY", "key"),
+            ("INTAKEQ_API_KEY", "iq-key"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            config.intakeq,
+            Some(IntakeqSettings { base_url: "https://intakeq.com/api/v1".into(), api_key: "iq-key".into(), timeout_ms: 8000 })
+        );
+    }
+
+    #[test]
+    fn a_lease_shorter_than_an_attempt_is_refused() {
+        let problems = Config::from_lookup(lookup(&[
+            ("SUPABASE_URL", "u"), ("SUPABASE_SERVICE_ROLE_KEY", "k"), ("SYNC_LEASE_SECONDS", "20"),
+        ]))
+        .unwrap_err();
+        assert_eq!(problems, ["SYNC_LEASE_SECONDS"]);
     }
 
     #[test]

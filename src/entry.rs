@@ -4,9 +4,17 @@ use worker::{event, Context, Env, Headers, Request, Response, Result, ScheduleCo
 
 use crate::config::Config;
 use crate::http::{self, HttpRequest};
+use crate::intakeq_fetch::IntakeqFetch;
 use crate::postgrest_store::PostgrestStore;
 use crate::request_id::RequestId;
 use crate::runtime::{install_logging, JsClock};
+use crate::sync_runner::{run_once, RunnerSettings};
+
+fn config(env: &Env) -> Result<Config, Vec<&'static str>> {
+    Config::from_lookup(|name| {
+        env.secret(name).map(|s| s.to_string()).or_else(|_| env.var(name).map(|v| v.to_string())).ok()
+    })
+}
 
 #[event(start)]
 fn start() {
@@ -21,13 +29,12 @@ async fn fetch(mut request: Request, env: Env, _context: Context) -> Result<Resp
         headers: request.headers().entries().collect(),
         body: request.bytes().await.unwrap_or_default(),
     };
-    let config = Config::from_lookup(|name| {
-        env.secret(name).map(|s| s.to_string()).or_else(|_| env.var(name).map(|v| v.to_string())).ok()
-    });
-    // The store is made per request: it sends this request's id upstream.
+    let config = config(&env);
+    // The adapters are made per request: they send this request's id upstream.
     let request_id = RequestId::from_header(incoming.header("x-request-id"));
     let store = config.as_ref().ok().map(|config| PostgrestStore::new(config, &request_id));
-    let answer = http::handle(&incoming, &request_id, &config, store.as_ref(), &JsClock).await;
+    let intakeq = config.as_ref().ok().and_then(|c| c.intakeq.as_ref()).map(|s| IntakeqFetch::new(s, request_id.as_str()));
+    let answer = http::handle(&incoming, &request_id, &config, store.as_ref(), intakeq.as_ref(), &JsClock).await;
 
     let headers = Headers::new();
     for (name, value) in &answer.headers {
@@ -37,7 +44,26 @@ async fn fetch(mut request: Request, env: Env, _context: Context) -> Result<Resp
     Ok(body.with_status(answer.status).with_headers(headers))
 }
 
+/// Drains the IntakeQ sync outbox.
 #[event(scheduled)]
-async fn scheduled(_event: ScheduledEvent, _env: Env, _context: ScheduleContext) {
-    tracing::info!(step = "sync_runner", outcome = "skipped", reason = "the IntakeQ sync runner is not built yet");
+async fn scheduled(_event: ScheduledEvent, env: Env, _context: ScheduleContext) {
+    let runner = format!("cron-{}", uuid::Uuid::new_v4());
+    let config = match config(&env) {
+        Ok(config) => config,
+        Err(missing) => return tracing::error!(step = "configuration", outcome = "failed", missing = ?missing, runner),
+    };
+    let Some(intakeq_settings) = &config.intakeq else {
+        return tracing::error!(step = "sync_run", outcome = "skipped", reason = "INTAKEQ_API_KEY is not set", runner);
+    };
+    let runner_id = RequestId::from_header(Some(&runner));
+    let store = PostgrestStore::new(&config, &runner_id);
+    let intakeq = IntakeqFetch::new(intakeq_settings, &runner);
+    let settings = RunnerSettings {
+        batch_size: config.sync_batch_size,
+        lease_seconds: config.sync_lease_seconds,
+        max_attempts: config.sync_max_attempts,
+    };
+    if let Err(error) = run_once(&store, &intakeq, &runner, &settings).await {
+        tracing::error!(step = "sync_claim", outcome = "failed", runner, debug = %error.debug());
+    }
 }

@@ -1,9 +1,11 @@
 //! The worker's HTTP surface, independent of the runtime: routes, CORS, the request id header, content
 //! type and size limits, and turning answers into responses.
 //!
-//!   POST /api/patient-booking/book-v2   a booking (booking_flow)
-//!   GET  /health                        the database, through an RPC
-//!   OPTIONS on any route                CORS preflight, for origins in ALLOWED_ORIGINS only
+//!   POST /api/patient-booking/book-v2              a booking (booking_flow)
+//!   GET  /health                                   the database, through an RPC
+//!   GET  /api/patient-booking/sync-health          staff: the IntakeQ sync's state (bearer ADMIN_TOKEN)
+//!   POST /api/patient-booking/sync-jobs/requeue    staff: {"appointmentId"} puts a dead sync job back
+//!   OPTIONS on the booking and health routes       CORS preflight, for origins in ALLOWED_ORIGINS only
 
 use serde_json::{json, Value};
 use tracing::{info, warn, Instrument};
@@ -12,11 +14,15 @@ use crate::booking_error::{BookingError, ErrorCode, Step};
 use crate::booking_flow::{self, Answer, FlowSettings};
 use crate::clock::Clock;
 use crate::config::Config;
+use crate::intakeq::Intakeq;
 use crate::request_id::RequestId;
-use crate::store::BookingStore;
+use crate::store::{BookingStore, StoreError};
+use crate::sync_store::SyncStore;
 
 pub const BOOKING_PATH: &str = "/api/patient-booking/book-v2";
 pub const HEALTH_PATH: &str = "/health";
+pub const SYNC_HEALTH_PATH: &str = "/api/patient-booking/sync-health";
+pub const REQUEUE_PATH: &str = "/api/patient-booking/sync-jobs/requeue";
 /// The largest booking body accepted.
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
 
@@ -50,12 +56,13 @@ impl HttpResponse {
 }
 
 /// Handles one request under `request_id` (see `RequestId::from_header`). `store` is `None` when the
-/// configuration is unusable (`config` then says why).
-pub async fn handle<S: BookingStore>(
+/// configuration is unusable (`config` then says why); `intakeq` when IntakeQ is not configured.
+pub async fn handle<S: BookingStore + SyncStore, Q: Intakeq>(
     request: &HttpRequest,
     request_id: &RequestId,
     config: &Result<Config, Vec<&'static str>>,
     store: Option<&S>,
+    intakeq: Option<&Q>,
     clock: &impl Clock,
 ) -> HttpResponse {
     let span = tracing::info_span!("request", request_id = %request_id.as_str());
@@ -64,7 +71,7 @@ pub async fn handle<S: BookingStore>(
         let allowed_origin = request
             .header("origin")
             .filter(|origin| config.as_ref().is_ok_and(|c| c.allowed_origins.iter().any(|o| o == origin)));
-        let answer = route(request, config, store, clock, request_id).await;
+        let answer = route(request, config, store, intakeq, clock, request_id).await;
         info!(step = "request", outcome = "answered", status = answer.status);
         respond(answer, request_id, allowed_origin, request.method == "OPTIONS")
     }
@@ -72,10 +79,11 @@ pub async fn handle<S: BookingStore>(
     .await
 }
 
-async fn route<S: BookingStore>(
+async fn route<S: BookingStore + SyncStore, Q: Intakeq>(
     request: &HttpRequest,
     config: &Result<Config, Vec<&'static str>>,
     store: Option<&S>,
+    intakeq: Option<&Q>,
     clock: &impl Clock,
     request_id: &RequestId,
 ) -> Answer {
@@ -110,8 +118,10 @@ async fn route<S: BookingStore>(
             let settings = FlowSettings {
                 expose_error_debug: config.expose_error_debug,
                 sync_lease_seconds: config.sync_lease_seconds,
+                sync_max_attempts: config.sync_max_attempts,
             };
-            booking_flow::book(store, clock, request_id, &request.body, request.header("idempotency-key"), &settings).await
+            let idempotency_key = request.header("idempotency-key");
+            booking_flow::book(store, intakeq, clock, request_id, &request.body, idempotency_key, &settings).await
         }
         (_, BOOKING_PATH) => {
             let mut answer = fail(ErrorCode::MethodNotAllowed, Step::RequestValidation);
@@ -125,8 +135,57 @@ async fn route<S: BookingStore>(
                 Answer { status: 503, headers: Vec::new(), body: json!({"status": "unavailable", "database": "unavailable"}) }
             }
         },
+        ("GET", SYNC_HEALTH_PATH) | ("POST", REQUEUE_PATH) if !is_staff(request, config) => {
+            warn!(step = "authorization", outcome = "refused", path = %request.path);
+            fail(ErrorCode::Unauthorized, Step::Authorization)
+        }
+        ("GET", SYNC_HEALTH_PATH) => match store.sync_health().await {
+            Ok(health) => staff_answer(request_id, health),
+            Err(error) => staff_failure(&error, Step::SyncHealth, request_id, clock, expose_debug),
+        },
+        ("POST", REQUEUE_PATH) => {
+            let appointment_id = serde_json::from_slice::<Value>(&request.body)
+                .ok()
+                .and_then(|body| body.get("appointmentId").and_then(Value::as_str).map(str::to_owned))
+                .filter(|id| uuid::Uuid::parse_str(id).is_ok());
+            let Some(appointment_id) = appointment_id else {
+                let field = crate::booking_request::FieldError { field: "appointmentId".into(), message: "must be a UUID".into() };
+                return Answer::error(&BookingError::invalid(vec![field]), request_id, clock, expose_debug);
+            };
+            match store.requeue_sync_job(&appointment_id, &format!("staff via request {}", request_id.as_str())).await {
+                Ok(job) => {
+                    info!(step = "sync_requeue", outcome = "ok", appointment_id = %appointment_id);
+                    staff_answer(request_id, json!({"appointmentId": appointment_id, "syncStatus": job.booking.sync_status}))
+                }
+                Err(error) => staff_failure(&error, Step::SyncRequeue, request_id, clock, expose_debug),
+            }
+        }
         _ => fail(ErrorCode::NotFound, Step::Routing),
     }
+}
+
+/// `Authorization: Bearer <ADMIN_TOKEN>`, compared in constant time.
+fn is_staff(request: &HttpRequest, config: &Config) -> bool {
+    let (Some(expected), Some(given)) = (
+        config.admin_token.as_deref(),
+        request.header("authorization").and_then(|h| h.strip_prefix("Bearer ")),
+    ) else {
+        return false;
+    };
+    expected.len() == given.len() && expected.bytes().zip(given.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+}
+
+fn staff_answer(request_id: &RequestId, data: Value) -> Answer {
+    Answer { status: 200, headers: Vec::new(), body: json!({"success": true, "requestId": request_id.as_str(), "data": data}) }
+}
+
+fn staff_failure(error: &StoreError, step: Step, request_id: &RequestId, clock: &impl Clock, expose_debug: bool) -> Answer {
+    warn!(step = %step.as_str(), outcome = "failed", debug = %error.debug());
+    let mut failure = booking_flow::booking_error(error);
+    if failure.step == Step::BookingRpc {
+        failure.step = step;
+    }
+    Answer::error(&failure, request_id, clock, expose_debug)
 }
 
 fn respond(answer: Answer, request_id: &RequestId, allowed_origin: Option<&str>, preflight: bool) -> HttpResponse {

@@ -10,6 +10,8 @@ use serde_json::{json, Value};
 use crate::config::Config;
 use crate::request_id::RequestId;
 use crate::store::{error_from_postgrest, Booked, BookingStore, FailureRecord, StoreError};
+use crate::sync::SyncOutcome;
+use crate::sync_store::{SyncJob, SyncReport, SyncStore};
 
 pub struct PostgrestStore {
     client: Postgrest,
@@ -17,6 +19,7 @@ pub struct PostgrestStore {
 }
 
 impl PostgrestStore {
+    /// `request_id` goes upstream as `X-Request-Id` (a cron run passes its runner id).
     pub fn new(config: &Config, request_id: &RequestId) -> Self {
         let client = Postgrest::new(format!("{}/rest/v1", config.supabase_url))
             .insert_header("apikey", &config.service_role_key)
@@ -51,11 +54,7 @@ impl PostgrestStore {
 
 impl BookingStore for PostgrestStore {
     async fn book(&self, arguments: &Value) -> Result<Booked, StoreError> {
-        let body = self.rpc("book_appointment", arguments).await?;
-        serde_json::from_str(&body).map_err(|error| StoreError::Unexpected {
-            status: Some(200),
-            detail: format!("book_appointment answered an unexpected shape: {error}"),
-        })
+        parsed("book_appointment", &self.rpc("book_appointment", arguments).await?)
     }
 
     async fn record_failure(&self, failure: &FailureRecord) -> Result<(), StoreError> {
@@ -72,5 +71,51 @@ impl BookingStore for PostgrestStore {
 
     async fn health(&self) -> Result<(), StoreError> {
         self.rpc("health_check", &json!({})).await.map(|_| ())
+    }
+}
+
+fn parsed<T: serde::de::DeserializeOwned>(function: &str, body: &str) -> Result<T, StoreError> {
+    serde_json::from_str(body).map_err(|error| StoreError::Unexpected {
+        status: Some(200),
+        detail: format!("{function} answered an unexpected shape: {error}"),
+    })
+}
+
+impl SyncStore for PostgrestStore {
+    async fn claim_sync_jobs(&self, runner: &str, limit: u32, lease_seconds: u32) -> Result<Vec<SyncJob>, StoreError> {
+        let arguments = json!({"p_runner": runner, "p_limit": limit, "p_lease_seconds": lease_seconds});
+        parsed("claim_sync_jobs", &self.rpc("claim_sync_jobs", &arguments).await?)
+    }
+
+    async fn record_sync_result(&self, job_id: &str, runner: &str, report: SyncReport<'_>, max_attempts: u32) -> Result<SyncJob, StoreError> {
+        let mut arguments = json!({"p_job_id": job_id, "p_runner": runner, "p_max_attempts": max_attempts});
+        match report {
+            SyncReport::Attempted(SyncOutcome::Synced { pq_appointment_id, client_id }) => {
+                arguments["p_outcome"] = json!("synced");
+                arguments["p_pq_appointment_id"] = json!(pq_appointment_id);
+                arguments["p_intakeq_client_id"] = json!(client_id);
+            }
+            SyncReport::Attempted(SyncOutcome::Failed { kind, error, client_id, retry_after_seconds, .. }) => {
+                arguments["p_outcome"] = json!("failed");
+                arguments["p_error_kind"] = json!(kind.as_str());
+                arguments["p_error"] = json!(error);
+                arguments["p_intakeq_client_id"] = json!(client_id);
+                arguments["p_retry_after_seconds"] = json!(retry_after_seconds);
+            }
+            SyncReport::Released { retry_after_seconds } => {
+                arguments["p_outcome"] = json!("released");
+                arguments["p_retry_after_seconds"] = json!(retry_after_seconds);
+            }
+        }
+        parsed("record_sync_result", &self.rpc("record_sync_result", &arguments).await?)
+    }
+
+    async fn sync_health(&self) -> Result<Value, StoreError> {
+        parsed("sync_health", &self.rpc("sync_health", &json!({})).await?)
+    }
+
+    async fn requeue_sync_job(&self, appointment_id: &str, requested_by: &str) -> Result<SyncJob, StoreError> {
+        let arguments = json!({"p_appointment_id": appointment_id, "p_requested_by": requested_by});
+        parsed("requeue_sync_job", &self.rpc("requeue_sync_job", &arguments).await?)
     }
 }

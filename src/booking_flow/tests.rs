@@ -2,14 +2,20 @@ use futures::executor::block_on;
 use serde_json::json;
 
 use super::*;
-use crate::testing::{booked, form, FakeStore, FixedClock};
+use crate::intakeq::IntakeqError;
+use crate::testing::{booked, form, FakeIntakeq, FakeStore, FixedClock};
 
 fn settings(expose_error_debug: bool) -> FlowSettings {
-    FlowSettings { expose_error_debug, sync_lease_seconds: 60 }
+    FlowSettings { expose_error_debug, sync_lease_seconds: 60, sync_max_attempts: 5 }
 }
 
+/// A booking without IntakeQ configured.
 fn run(store: &FakeStore, body: &[u8], expose_error_debug: bool) -> Answer {
-    block_on(book(store, &FixedClock, &RequestId::from_header(Some("req-1")), body, None, &settings(expose_error_debug)))
+    run_with(store, None, body, expose_error_debug)
+}
+
+fn run_with(store: &FakeStore, intakeq: Option<&FakeIntakeq>, body: &[u8], expose_error_debug: bool) -> Answer {
+    block_on(book(store, intakeq, &FixedClock, &RequestId::from_header(Some("req-1")), body, None, &settings(expose_error_debug)))
 }
 
 #[test]
@@ -90,4 +96,48 @@ fn a_failure_record_that_cannot_be_written_does_not_change_the_answer() {
         ..FakeStore::answering(Err(StoreError::Refused { code: ErrorCode::SlotTaken, step: Step::ConflictCheck, detail: None }))
     };
     assert_eq!(run(&store, &form(), false).status, 409);
+}
+
+#[test]
+fn a_booking_synced_right_away_is_201_scheduled_synced_without_warnings() {
+    let store = FakeStore::answering(Ok(booked()));
+    let intakeq = FakeIntakeq::default();
+    let answer = run_with(&store, Some(&intakeq), &form(), false);
+    assert_eq!(answer.status, 201);
+    assert_eq!((&answer.body["data"]["status"], &answer.body["data"]["syncStatus"]), (&json!("scheduled"), &json!("synced")));
+    assert!(answer.body["data"]["pqAppointmentId"].is_string());
+    assert_eq!(answer.body["warnings"], json!([]));
+    let reports = store.reports.borrow();
+    assert_eq!((reports.len(), reports[0].1.as_str()), (1, "req-1"), "the request reports its attempt under its lease");
+}
+
+#[test]
+fn when_intakeq_fails_the_booking_still_stands_pending_with_a_warning() {
+    let store = FakeStore::answering(Ok(booked()));
+    let intakeq = FakeIntakeq::default();
+    intakeq.fail_next("create_appointment", IntakeqError::ServerError { status: 500 });
+    let answer = run_with(&store, Some(&intakeq), &form(), false);
+    assert_eq!((answer.status, &answer.body["data"]["syncStatus"]), (201, &json!("pending")));
+    assert_eq!(answer.body["warnings"].as_array().unwrap().len(), 1);
+    assert!(store.reports.borrow()[0].2.contains("Ambiguous"), "a 500 on the create call may have created it");
+}
+
+#[test]
+fn a_duplicate_or_a_replay_is_not_synced_again() {
+    for flags in [Booked { is_duplicate: true, ..booked() }, Booked { replayed: true, ..booked() }] {
+        let store = FakeStore::answering(Ok(flags));
+        let intakeq = FakeIntakeq::default();
+        run_with(&store, Some(&intakeq), &form(), false);
+        assert!(intakeq.calls.borrow().is_empty());
+    }
+}
+
+#[test]
+fn a_job_held_by_another_runner_is_left_to_it() {
+    let mut held = booked();
+    held.sync_job.as_mut().unwrap().locked_by = Some("cron-9".into());
+    let store = FakeStore::answering(Ok(held));
+    let intakeq = FakeIntakeq::default();
+    run_with(&store, Some(&intakeq), &form(), false);
+    assert!(intakeq.calls.borrow().is_empty());
 }

@@ -2,13 +2,14 @@ use futures::executor::block_on;
 use serde_json::json;
 
 use super::*;
-use crate::testing::{booked, form, FakeStore, FixedClock};
+use crate::testing::{booked, form, FakeIntakeq, FakeStore, FixedClock};
 
 fn config() -> Result<Config, Vec<&'static str>> {
     Config::from_lookup(|name| match name {
         "SUPABASE_URL" => Some("http://127.0.0.1:54321".into()),
         "SUPABASE_SERVICE_ROLE_KEY" => Some("key".into()),
         "ALLOWED_ORIGINS" => Some("https://book.example.com".into()),
+        "ADMIN_TOKEN" => Some("staff-secret".into()),
         _ => None,
     })
 }
@@ -24,7 +25,7 @@ fn request(method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> H
 
 fn send(store: &FakeStore, request: &HttpRequest) -> HttpResponse {
     let request_id = RequestId::from_header(request.header("x-request-id"));
-    block_on(handle(request, &request_id, &config(), Some(store), &FixedClock))
+    block_on(handle(request, &request_id, &config(), Some(store), None::<&FakeIntakeq>, &FixedClock))
 }
 
 fn json_body(response: &HttpResponse) -> Value {
@@ -99,8 +100,25 @@ fn health_reports_the_database() {
 fn a_missing_setting_is_an_internal_error_that_names_nothing_to_the_client() {
     let broken: Result<Config, Vec<&'static str>> = Err(vec!["SUPABASE_SERVICE_ROLE_KEY"]);
     let request = request("POST", BOOKING_PATH, &[("Content-Type", "application/json")], &form());
-    let response = block_on(handle::<FakeStore>(&request, &RequestId::from_header(None), &broken, None, &FixedClock));
+    let response = block_on(handle::<FakeStore, FakeIntakeq>(&request, &RequestId::from_header(None), &broken, None, None, &FixedClock));
     let body = json_body(&response);
     assert_eq!((response.status, body["code"].as_str(), body["step"].as_str()), (500, Some("INTERNAL_ERROR"), Some("configuration")));
     assert!(!response.body.contains("SUPABASE_SERVICE_ROLE_KEY"));
+}
+
+#[test]
+fn staff_routes_need_the_admin_token() {
+    let store = FakeStore::default();
+    for headers in [vec![], vec![("Authorization", "Bearer wrong-secret")], vec![("Authorization", "staff-secret")]] {
+        let response = send(&store, &request("GET", SYNC_HEALTH_PATH, &headers, b""));
+        assert_eq!((response.status, json_body(&response)["code"].clone()), (401, json!("UNAUTHORIZED")), "{headers:?}");
+    }
+    let health = send(&store, &request("GET", SYNC_HEALTH_PATH, &[("Authorization", "Bearer staff-secret")], b""));
+    assert_eq!((health.status, json_body(&health)["data"].clone()), (200, json!({"pending_jobs": 0})));
+
+    let body = json!({"appointmentId": "3ca6a61f-dbfb-4c18-9db1-3e0589df99e3"}).to_string();
+    let requeued = send(&store, &request("POST", REQUEUE_PATH, &[("Authorization", "Bearer staff-secret")], body.as_bytes()));
+    assert_eq!((requeued.status, json_body(&requeued)["data"]["syncStatus"].clone()), (200, json!("pending")));
+    let bad = send(&store, &request("POST", REQUEUE_PATH, &[("Authorization", "Bearer staff-secret")], b"{}"));
+    assert_eq!((bad.status, json_body(&bad)["fieldErrors"][0]["field"].clone()), (400, json!("appointmentId")));
 }

@@ -10,6 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use local_stack::intakeq_sandbox::{self, SandboxConfig};
 use local_stack::rpc_api::auth::{JwtSecret, SUPABASE_DEMO_JWT_SECRET};
 use local_stack::rpc_api::{self, RpcApiConfig};
 use serde_json::{json, Value};
@@ -17,9 +18,16 @@ use tokio_postgres::NoTls;
 
 pub const ALLOWED_ORIGIN: &str = "https://book.example.com";
 pub const BOOKING_PATH: &str = "/api/patient-booking/book-v2";
+pub const ADMIN_TOKEN: &str = "e2e-staff-token";
+const SANDBOX_KEY: &str = "e2e-intakeq-key";
+/// The worker gives up on an IntakeQ call after this; the sandbox's slow faults take longer.
+pub const INTAKEQ_TIMEOUT_MS: u64 = 3000;
 
 pub struct Stack {
     pub worker: String,
+    /// The IntakeQ sandbox's base URL (its API is under /api/v1, its control API under /_sandbox).
+    pub intakeq: String,
+    control: String,
     pub http: reqwest::Client,
     pub db: tokio_postgres::Client,
     logs: Arc<Mutex<Vec<String>>>,
@@ -68,6 +76,11 @@ pub async fn start_with(supabase_url: Option<String>, env: &[(&str, &str)]) -> S
     let config = RpcApiConfig { database, jwt_secret: SUPABASE_DEMO_JWT_SECRET.into(), pool_size: 20, pool_wait: Duration::from_secs(10) };
     tokio::spawn(rpc_api::serve(listener, config, std::future::pending()));
 
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let intakeq = format!("http://{}", listener.local_addr().unwrap());
+    let sandbox = SandboxConfig { api_key: SANDBOX_KEY.into(), rate_limit_per_minute: 1000, default_delay: Duration::from_secs(8) };
+    tokio::spawn(intakeq_sandbox::serve(listener, sandbox, std::future::pending()));
+
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     assert!(root.join("build/index.js").exists(), "the worker is not built: run `make worker`");
     let mut process = Command::new("node")
@@ -78,6 +91,14 @@ pub async fn start_with(supabase_url: Option<String>, env: &[(&str, &str)]) -> S
         .env("SUPABASE_SERVICE_ROLE_KEY", JwtSecret::new(SUPABASE_DEMO_JWT_SECRET).demo_key("service_role"))
         .env("ALLOWED_ORIGINS", ALLOWED_ORIGIN)
         .env("EXPOSE_ERROR_DEBUG", "false")
+        .env("INTAKEQ_BASE_URL", format!("{intakeq}/api/v1"))
+        .env("INTAKEQ_API_KEY", SANDBOX_KEY)
+        .env("INTAKEQ_TIMEOUT_MS", INTAKEQ_TIMEOUT_MS.to_string())
+        .env("DATABASE_TIMEOUT_MS", "5000")
+        .env("SYNC_LEASE_SECONDS", "20")
+        // Earlier tests may leave jobs due (their inline sync timed out under load): room for them and ours.
+        .env("SYNC_BATCH_SIZE", "100")
+        .env("ADMIN_TOKEN", ADMIN_TOKEN)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .process_group(0)
@@ -89,16 +110,22 @@ pub async fn start_with(supabase_url: Option<String>, env: &[(&str, &str)]) -> S
     let stdout = process.stdout.take().unwrap();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            match line.strip_prefix("worker ready on ") {
-                Some(url) => {
-                    let _ = ready.send(url.to_owned());
-                }
-                None => sink.lock().unwrap().push(line),
+            if line.starts_with("worker ready on ") || line.starts_with("control on ") {
+                let _ = ready.send(line);
+            } else {
+                sink.lock().unwrap().push(line);
             }
         }
     });
-    let worker = ready_url.recv_timeout(Duration::from_secs(30)).expect("the worker did not start within 30 s");
-    Stack { worker, http: reqwest::Client::new(), db, logs, process }
+    let (mut worker, mut control) = (String::new(), String::new());
+    for _ in 0..2 {
+        let line = ready_url.recv_timeout(Duration::from_secs(30)).expect("the worker did not start within 30 s");
+        match line.strip_prefix("worker ready on ") {
+            Some(url) => worker = url.to_owned(),
+            None => control = line.trim_start_matches("control on ").to_owned(),
+        }
+    }
+    Stack { worker, intakeq, control, http: reqwest::Client::new(), db, logs, process }
 }
 
 /// A bookable provider of the test's own, in network with every seeded payer, so no other test's booking
@@ -153,6 +180,50 @@ impl Answer {
 }
 
 impl Stack {
+    /// Fires the cron trigger and waits until the scheduled handler has finished.
+    pub async fn run_cron(&self) {
+        let response = self.http.post(format!("{}/scheduled", self.control)).send().await.unwrap();
+        assert_eq!(response.status().as_u16(), 200, "the scheduled handler ran: {}", response.text().await.unwrap());
+    }
+
+    /// What the IntakeQ sandbox holds: clients, appointments and every request.
+    pub async fn intakeq_state(&self) -> Value {
+        self.http.get(format!("{}/_sandbox/state", self.intakeq)).send().await.unwrap().json().await.unwrap()
+    }
+
+    /// Plans a sandbox fault (see the README's control API).
+    pub async fn intakeq_fault(&self, fault: Value) {
+        let response = self.http.post(format!("{}/_sandbox/faults", self.intakeq)).json(&fault).send().await.unwrap();
+        assert_eq!(response.status().as_u16(), 204, "fault accepted: {fault}");
+    }
+
+    /// The appointment's `status/sync_status/pq_appointment_id`.
+    pub async fn appointment_state(&self, appointment_id: &str) -> String {
+        self.db
+            .query_one(
+                "select status || '/' || sync_status || '/' || coalesce(pq_appointment_id, '-') from appointments where id::text = $1",
+                &[&appointment_id],
+            )
+            .await
+            .unwrap()
+            .get(0)
+    }
+
+    /// Makes the pending sync jobs of these appointments due now, their leases run out (time passing, for
+    /// the cron).
+    pub async fn make_sync_jobs_due(&self, appointments: &[&str]) {
+        let ids: Vec<String> = appointments.iter().map(|a| a.to_string()).collect();
+        self.db
+            .execute(
+                "update sync_retry_queue set next_retry_at = now() - interval '1 second',
+                   locked_until = case when locked_until is null then null else now() - interval '1 second' end
+                 where state = 'pending' and appointment_id::text = any($1)",
+                &[&ids],
+            )
+            .await
+            .unwrap();
+    }
+
     pub async fn post(&self, body: &Value, headers: &[(&str, &str)]) -> Answer {
         self.post_raw(body.to_string().into_bytes(), "application/json", headers).await
     }
