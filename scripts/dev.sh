@@ -89,7 +89,8 @@ export WRANGLER_SEND_METRICS=false WRANGLER_LOG_PATH=$ROOT/.local/wrangler
 start_child node_modules/.bin/wrangler dev --ip 127.0.0.1 --port "$WORKER_PORT" --show-interactive-dev-session=false \
   --var "SUPABASE_URL:$api_url" --var "SUPABASE_SERVICE_ROLE_KEY:$SUPABASE_SERVICE_ROLE_KEY" \
   --var "INTAKEQ_BASE_URL:$intakeq_url" --var "INTAKEQ_API_KEY:${INTAKEQ_API_KEY:-$INTAKEQ_SANDBOX_API_KEY}" \
-  --var "ALLOWED_ORIGINS:${ALLOWED_ORIGINS:-http://localhost:3000,http://127.0.0.1:3000}" < /dev/null
+  --var "ALLOWED_ORIGINS:${ALLOWED_ORIGINS:-http://localhost:3000,http://127.0.0.1:3000}" \
+  --var "ADMIN_TOKEN:${ADMIN_TOKEN:-local-admin-token}" < /dev/null
 worker_url=http://127.0.0.1:$WORKER_PORT
 wait_for "the worker" "$worker_url/health" "$!"
 
@@ -97,6 +98,7 @@ cat <<READY
 
   book-v2 local stack is ready
     Worker            $worker_url/api/patient-booking/book-v2   (health: $worker_url/health)
+    Staff token       ${ADMIN_TOKEN:-local-admin-token}   ($worker_url/api/patient-booking/sync-health)
     Postgres          $DEV_DB_URL   (migrated and seeded)
     RPC API           $api_url/rest/v1/rpc/<function>
     IntakeQ           $intakeq_url   (X-Auth-Key: $INTAKEQ_SANDBOX_API_KEY; control: /_sandbox)

@@ -53,12 +53,13 @@ impl Config {
         let intakeq_timeout_ms = number("INTAKEQ_TIMEOUT_MS", 8_000, &mut problems);
         let sync_batch_size = number("SYNC_BATCH_SIZE", 5, &mut problems).clamp(1, 100) as u32;
         let sync_max_attempts = number("SYNC_MAX_ATTEMPTS", 5, &mut problems).clamp(1, 100) as u32;
+        let present = |name: &str| lookup(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
         // A runner's lease must outlast its attempt (three IntakeQ calls and two database calls at most),
         // or a second runner could start the same job while the first is still at it.
-        if u64::from(sync_lease_seconds) * 1000 < 3 * intakeq_timeout_ms + 2 * database_timeout_ms {
+        let attempt_ms = 3 * intakeq_timeout_ms + 2 * database_timeout_ms;
+        if present("INTAKEQ_API_KEY").is_some() && u64::from(sync_lease_seconds) * 1000 < attempt_ms {
             problems.push("SYNC_LEASE_SECONDS");
         }
-        let present = |name: &str| lookup(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
         let intakeq = present("INTAKEQ_API_KEY").map(|api_key| IntakeqSettings {
             base_url: present("INTAKEQ_BASE_URL")
                 .unwrap_or_else(|| "https://intakeq.com/api/v1".into())
@@ -133,7 +134,7 @@ mod tests {
     #[test]
     fn a_lease_shorter_than_an_attempt_is_refused() {
         let problems = Config::from_lookup(lookup(&[
-            ("SUPABASE_URL", "u"), ("SUPABASE_SERVICE_ROLE_KEY", "k"), ("SYNC_LEASE_SECONDS", "20"),
+            ("SUPABASE_URL", "u"), ("SUPABASE_SERVICE_ROLE_KEY", "k"), ("SYNC_LEASE_SECONDS", "20"), ("INTAKEQ_API_KEY", "k"),
         ]))
         .unwrap_err();
         assert_eq!(problems, ["SYNC_LEASE_SECONDS"]);

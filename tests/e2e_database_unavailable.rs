@@ -12,7 +12,7 @@ async fn an_unreachable_database_is_503_database_unavailable() {
     let closed = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", closed.local_addr().unwrap());
     drop(closed);
-    let stack = start_with(Some(url), &[]).await;
+    let stack = start_with(Some(url), false, &[]).await;
     let answer = stack.post(&booking("a1000000-0000-4000-8000-000000000001", &format!("{}@example.com", unique("down")), 3, 9), &[]).await;
     assert_eq!((answer.status, &answer.body["code"], &answer.body["step"]), (503, &json!("DATABASE_UNAVAILABLE"), &json!("booking_rpc")));
     let health = stack.http.get(format!("{}/health", stack.worker)).send().await.unwrap();
@@ -31,7 +31,7 @@ async fn a_database_that_does_not_answer_in_time_is_503_too() {
             held.push(socket);
         }
     });
-    let stack = start_with(Some(url), &[("DATABASE_TIMEOUT_MS", "500")]).await;
+    let stack = start_with(Some(url), false, &[("DATABASE_TIMEOUT_MS", "500")]).await;
     let body = booking("a1000000-0000-4000-8000-000000000001", &format!("{}@example.com", unique("slow")), 3, 9);
     let answer = tokio::time::timeout(std::time::Duration::from_secs(30), stack.post(&body, &[]))
         .await

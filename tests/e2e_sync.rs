@@ -5,10 +5,11 @@
 mod support;
 
 use serde_json::{json, Value};
-use support::{booking, new_provider, start, start_with, unique, Stack, ADMIN_TOKEN};
+use support::{booking, new_provider, start_synced, unique, Stack, ADMIN_TOKEN};
 use tokio::sync::{Mutex, MutexGuard};
 
-/// One test at a time: a cron run claims every due job in the database, whichever test booked it.
+/// One test at a time: a cron run claims every due job in the database, whichever test booked it (the tests
+/// here make only their own jobs due, and share this binary's database).
 async fn alone() -> MutexGuard<'static, ()> {
     static CRON: Mutex<()> = Mutex::const_new(());
     CRON.lock().await
@@ -35,7 +36,7 @@ async fn staff_get(stack: &Stack, path: &str) -> reqwest::Response {
 #[tokio::test]
 async fn a_booking_is_scheduled_and_synced_with_one_client_and_one_appointment() {
     let _alone = alone().await;
-    let stack = start().await;
+    let stack = start_synced(&[]).await;
     let (appointment, data, email) = book(&stack, "synced", 9).await;
     assert_eq!((&data["status"], &data["syncStatus"]), (&json!("scheduled"), &json!("synced")));
 
@@ -60,7 +61,7 @@ async fn a_booking_is_scheduled_and_synced_with_one_client_and_one_appointment()
 #[tokio::test]
 async fn an_intakeq_500_leaves_the_booking_pending_until_the_cron_syncs_it() {
     let _alone = alone().await;
-    let stack = start().await;
+    let stack = start_synced(&[]).await;
     stack.intakeq_fault(json!({"endpoint": "POST /appointments", "fault": "server_error"})).await;
     let (appointment, data, email) = book(&stack, "after-500", 10).await;
     assert_eq!((&data["status"], &data["syncStatus"]), (&json!("pending_sync"), &json!("pending")));
@@ -75,7 +76,7 @@ async fn an_intakeq_500_leaves_the_booking_pending_until_the_cron_syncs_it() {
 #[tokio::test]
 async fn rate_limits_outage_pages_and_timeouts_are_retried_without_a_second_appointment() {
     let _alone = alone().await;
-    let stack = start().await;
+    let stack = start_synced(&[]).await;
     for (tag, hour, fault) in [
         ("retry-after", 11, json!({"endpoint": "POST /appointments", "fault": "rate_limited", "retryAfterSeconds": 120})),
         ("non-json", 12, json!({"endpoint": "POST /appointments", "fault": "non_json"})),
@@ -103,7 +104,7 @@ async fn rate_limits_outage_pages_and_timeouts_are_retried_without_a_second_appo
 #[tokio::test]
 async fn an_appointment_created_after_the_caller_gave_up_is_adopted_not_duplicated() {
     let _alone = alone().await;
-    let stack = start().await;
+    let stack = start_synced(&[]).await;
     stack.intakeq_fault(json!({"endpoint": "POST /appointments", "fault": "succeed_late", "delayMs": 8000})).await;
     let (appointment, data, email) = book(&stack, "late", 14).await;
     assert_eq!(data["syncStatus"], "pending", "the worker timed out");
@@ -119,7 +120,7 @@ async fn an_appointment_created_after_the_caller_gave_up_is_adopted_not_duplicat
 #[tokio::test]
 async fn a_permanent_rejection_fails_visibly_and_can_be_requeued_once_fixed() {
     let _alone = alone().await;
-    let stack = start().await;
+    let stack = start_synced(&[]).await;
     stack.intakeq_fault(json!({"endpoint": "POST /appointments", "fault": "invalid_service_id"})).await;
     let (appointment, data, email) = book(&stack, "rejected", 15).await;
     assert_eq!((&data["status"], &data["syncStatus"]), (&json!("pending_sync"), &json!("failed")));
@@ -151,7 +152,7 @@ async fn a_permanent_rejection_fails_visibly_and_can_be_requeued_once_fixed() {
 #[tokio::test]
 async fn the_last_attempt_leaves_the_booking_failed_and_its_job_dead() {
     let _alone = alone().await;
-    let stack = start_with(None, &[("SYNC_MAX_ATTEMPTS", "2")]).await;
+    let stack = start_synced(&[("SYNC_MAX_ATTEMPTS", "2")]).await;
     stack.intakeq_fault(json!({"endpoint": "GET /clients", "fault": "server_error", "count": 2})).await;
     let (appointment, data, _) = book(&stack, "exhausted", 16).await;
     assert_eq!(data["syncStatus"], "pending", "one attempt of two made");
@@ -185,7 +186,7 @@ async fn book_and_die(stack: &Stack, provider: &str, email: &str, hour: i32) -> 
 #[tokio::test]
 async fn a_request_that_died_mid_sync_is_finished_by_the_cron_without_a_duplicate() {
     let _alone = alone().await;
-    let stack = start().await;
+    let stack = start_synced(&[]).await;
     let provider = new_provider(&stack).await;
     let email = format!("{}@example.com", unique("died"));
     let appointment = book_and_die(&stack, &provider, &email, 9).await;
@@ -211,7 +212,7 @@ async fn a_request_that_died_mid_sync_is_finished_by_the_cron_without_a_duplicat
 #[tokio::test]
 async fn two_cron_runs_at_once_process_each_job_once() {
     let _alone = alone().await;
-    let stack = start().await;
+    let stack = start_synced(&[]).await;
     let provider = new_provider(&stack).await;
     let tag = unique("overlap");
     let mut appointments = Vec::new();
@@ -239,7 +240,7 @@ async fn two_cron_runs_at_once_process_each_job_once() {
 #[tokio::test]
 async fn an_existing_patient_s_intakeq_client_is_reused() {
     let _alone = alone().await;
-    let stack = start().await;
+    let stack = start_synced(&[]).await;
     let provider = new_provider(&stack).await;
     let email = format!("{}@example.com", unique("returning"));
     let first = stack.post(&booking(&provider, &email, 22, 9), &[]).await;

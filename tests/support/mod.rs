@@ -1,6 +1,7 @@
 //! The end-to-end harness: the BUILT worker (build/, `make worker`) in workerd (Miniflare, through
-//! tests/support/serve-worker.mjs) on a free port, against the RPC API (in-process, on a free port) over the
-//! throwaway database `TEST_DATABASE_URL` (`make test-e2e` creates it). The worker's log lines are captured.
+//! tests/support/serve-worker.mjs) on a free port, against the RPC API (in-process, on a free port) over a
+//! database of this test binary's own, copied from the migrated and seeded `TEST_DATABASE_URL` (`make test-e2e`
+//! creates it), and, for the sync tests, the IntakeQ sandbox (in-process). The worker's log lines are captured.
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader};
@@ -14,6 +15,7 @@ use local_stack::intakeq_sandbox::{self, SandboxConfig};
 use local_stack::rpc_api::auth::{JwtSecret, SUPABASE_DEMO_JWT_SECRET};
 use local_stack::rpc_api::{self, RpcApiConfig};
 use serde_json::{json, Value};
+use tokio::sync::OnceCell;
 use tokio_postgres::NoTls;
 
 pub const ALLOWED_ORIGIN: &str = "https://book.example.com";
@@ -54,22 +56,51 @@ fn test_database_url() -> String {
     )
 }
 
+/// This test binary's database: a copy of the template, made once. Binaries run one after another, and no job
+/// one of them leaves pending can reach another's cron.
+async fn database_url() -> String {
+    static DATABASE: OnceCell<String> = OnceCell::const_new();
+    DATABASE
+        .get_or_init(|| async {
+            let template: tokio_postgres::Config = test_database_url().parse().unwrap();
+            let template_name = template.get_dbname().expect("TEST_DATABASE_URL names a database").to_owned();
+            let own = format!("{template_name}_{}", env!("CARGO_CRATE_NAME"));
+            let admin_url = test_database_url().replacen(&format!("/{template_name}"), "/postgres", 1);
+            let (admin, connection) = tokio_postgres::connect(&admin_url, NoTls).await.expect("connect to the server");
+            tokio::spawn(connection);
+            for statement in [format!("drop database if exists {own} with (force)"), format!("create database {own} template {template_name}")] {
+                admin.batch_execute(&statement).await.expect("copy the template database");
+            }
+            test_database_url().replacen(&format!("/{template_name}"), &format!("/{own}"), 1)
+        })
+        .await
+        .clone()
+}
+
 /// A tag no other test or run uses: for emails, request ids and the like.
 pub fn unique(prefix: &str) -> String {
     let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos();
     format!("{prefix}-{nanos}")
 }
 
+/// The stack without IntakeQ: bookings stay `pending_sync`, their jobs wait (what booking tests need).
 pub async fn start() -> Stack {
-    start_with(None, &[]).await
+    start_with(None, false, &[]).await
 }
 
-/// Like `start`, but the worker calls `supabase_url` instead of the RPC API (when given), with `env` added.
-pub async fn start_with(supabase_url: Option<String>, env: &[(&str, &str)]) -> Stack {
-    let (db, connection) = tokio_postgres::connect(&test_database_url(), NoTls).await.expect("connect to TEST_DATABASE_URL");
+/// The stack with the IntakeQ sandbox: bookings sync.
+pub async fn start_synced(env: &[(&str, &str)]) -> Stack {
+    start_with(None, true, env).await
+}
+
+/// The worker calls `supabase_url` instead of the RPC API (when given), IntakeQ when `with_intakeq`, and gets
+/// `env` besides.
+pub async fn start_with(supabase_url: Option<String>, with_intakeq: bool, env: &[(&str, &str)]) -> Stack {
+    let url = database_url().await;
+    let (db, connection) = tokio_postgres::connect(&url, NoTls).await.expect("connect to the test database");
     tokio::spawn(connection);
 
-    let mut database: tokio_postgres::Config = test_database_url().parse().unwrap();
+    let mut database: tokio_postgres::Config = url.parse().unwrap();
     database.user("authenticator").password("postgres");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let rpc_url = format!("http://{}", listener.local_addr().unwrap());
@@ -83,7 +114,14 @@ pub async fn start_with(supabase_url: Option<String>, env: &[(&str, &str)]) -> S
 
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     assert!(root.join("build/index.js").exists(), "the worker is not built: run `make worker`");
-    let mut process = Command::new("node")
+    let mut command = Command::new("node");
+    if with_intakeq {
+        command
+            .env("INTAKEQ_BASE_URL", format!("{intakeq}/api/v1"))
+            .env("INTAKEQ_API_KEY", SANDBOX_KEY)
+            .env("INTAKEQ_TIMEOUT_MS", INTAKEQ_TIMEOUT_MS.to_string());
+    }
+    let mut process = command
         .arg(root.join("tests/support/serve-worker.mjs"))
         .env("PORT", "0")
         .env("SUPABASE_URL", supabase_url.unwrap_or(rpc_url))
@@ -91,13 +129,8 @@ pub async fn start_with(supabase_url: Option<String>, env: &[(&str, &str)]) -> S
         .env("SUPABASE_SERVICE_ROLE_KEY", JwtSecret::new(SUPABASE_DEMO_JWT_SECRET).demo_key("service_role"))
         .env("ALLOWED_ORIGINS", ALLOWED_ORIGIN)
         .env("EXPOSE_ERROR_DEBUG", "false")
-        .env("INTAKEQ_BASE_URL", format!("{intakeq}/api/v1"))
-        .env("INTAKEQ_API_KEY", SANDBOX_KEY)
-        .env("INTAKEQ_TIMEOUT_MS", INTAKEQ_TIMEOUT_MS.to_string())
         .env("DATABASE_TIMEOUT_MS", "5000")
         .env("SYNC_LEASE_SECONDS", "20")
-        // Earlier tests may leave jobs due (their inline sync timed out under load): room for them and ours.
-        .env("SYNC_BATCH_SIZE", "100")
         .env("ADMIN_TOKEN", ADMIN_TOKEN)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
