@@ -10,6 +10,16 @@ use super::practice::Settings;
 /// IntakeQ answers 100 records a page.
 const PAGE_SIZE: usize = 100;
 
+/// Appointment ids are unique across every sandbox in this process (tests run several at once against one
+/// database, which refuses one IntakeQ id on two appointments), and across processes.
+static APPOINTMENTS_CREATED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// 24 hex characters, like IntakeQ's: seconds, process id, a counter.
+fn appointment_id(now_ms: i64) -> String {
+    let n = APPOINTMENTS_CREATED.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+    format!("{:08x}{:06x}{:010x}", (now_ms / 1000) as u32, std::process::id() & 0xff_ffff, n & 0xff_ffff_ffff)
+}
+
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct Client {
@@ -102,7 +112,6 @@ pub struct Records {
     pub clients: Vec<Client>,
     pub appointments: Vec<Appointment>,
     next_client_id: u64,
-    next_appointment: u64,
 }
 
 fn iso(ms: i64) -> String {
@@ -202,9 +211,8 @@ impl Records {
         }
         let start = input.utc_date_time.ok_or_else(|| Rejection("UtcDateTime is required.".into()))?;
         let end = start + i64::from(service.duration) * 60_000;
-        self.next_appointment += 1;
         let appointment = Appointment {
-            id: format!("{:08x}{:016x}", (now_ms / 1000) as u32, self.next_appointment),
+            id: appointment_id(now_ms),
             client_id: client.client_id,
             client_name: client.name,
             client_email: client.email,
