@@ -87,6 +87,7 @@ fi
 mkdir -p .local/wrangler
 export WRANGLER_SEND_METRICS=false WRANGLER_LOG_PATH=$ROOT/.local/wrangler
 start_child node_modules/.bin/wrangler dev --ip 127.0.0.1 --port "$WORKER_PORT" --show-interactive-dev-session=false \
+  --test-scheduled \
   --var "SUPABASE_URL:$api_url" --var "SUPABASE_SERVICE_ROLE_KEY:$SUPABASE_SERVICE_ROLE_KEY" \
   --var "INTAKEQ_BASE_URL:$intakeq_url" --var "INTAKEQ_API_KEY:${INTAKEQ_API_KEY:-$INTAKEQ_SANDBOX_API_KEY}" \
   --var "ALLOWED_ORIGINS:${ALLOWED_ORIGINS:-http://localhost:3000,http://127.0.0.1:3000}" \
@@ -99,6 +100,7 @@ cat <<READY
   book-v2 local stack is ready
     Worker            $worker_url/api/patient-booking/book-v2   (health: $worker_url/health)
     Staff token       ${ADMIN_TOKEN:-local-admin-token}   ($worker_url/api/patient-booking/sync-health)
+    Sync cron         curl "$worker_url/__scheduled?cron=*+*+*+*+*"   (wrangler dev does not fire it by itself)
     Postgres          $DEV_DB_URL   (migrated and seeded)
     RPC API           $api_url/rest/v1/rpc/<function>
     IntakeQ           $intakeq_url   (X-Auth-Key: $INTAKEQ_SANDBOX_API_KEY; control: /_sandbox)
