@@ -50,3 +50,15 @@ if [[ $(worker-build --version 2>/dev/null) != *"$WORKER_BUILD_VERSION" ]]; then
 fi
 node -e 'process.exit(+process.versions.node.split(".")[0] >= 20 ? 0 : 1)' \
   || die "Node.js 20 or newer is needed (found $(node --version))"
+
+# Python tools of the end-to-end suite (schemathesis), pinned in tests/requirements.txt, in a venv of ours.
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+VENV=$ROOT/.local/venv
+if [[ ! -f $VENV/.installed || $ROOT/tests/requirements.txt -nt $VENV/.installed ]]; then
+  command -v python3 >/dev/null || die "python3 is missing"
+  printf 'install-deps: installing the Python test tools into .local/venv\n' >&2
+  python3 -m venv "$VENV" || die "python3 cannot make a venv (install python3-venv)"
+  "$VENV/bin/pip" install --quiet --disable-pip-version-check -r "$ROOT/tests/requirements.txt" \
+    || die "cannot install tests/requirements.txt"
+  touch "$VENV/.installed"
+fi

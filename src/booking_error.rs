@@ -134,6 +134,26 @@ pub enum Step {
 }
 
 impl Step {
+    pub const ALL: [Step; 17] = [
+        Step::RequestValidation,
+        Step::Idempotency,
+        Step::PatientResolution,
+        Step::ProviderLookup,
+        Step::PayerLookup,
+        Step::ServiceInstanceResolution,
+        Step::ConflictCheck,
+        Step::AppointmentInsert,
+        Step::BookingRpc,
+        Step::Configuration,
+        Step::Routing,
+        Step::Health,
+        Step::Authorization,
+        Step::SyncClaim,
+        Step::SyncRecord,
+        Step::SyncRequeue,
+        Step::SyncHealth,
+    ];
+
     pub fn parse(step: &str) -> Option<Self> {
         serde_json::from_value(Value::String(step.to_owned())).ok()
     }

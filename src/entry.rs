@@ -24,7 +24,8 @@ fn start() {
 #[event(fetch)]
 async fn fetch(mut request: Request, env: Env, _context: Context) -> Result<Response> {
     let incoming = HttpRequest {
-        method: request.method().to_string(),
+        // From the JavaScript request: workers-rs reads a method it does not know (QUERY, say) as GET.
+        method: request.inner().method().to_ascii_uppercase(),
         path: request.path(),
         headers: request.headers().entries().collect(),
         body: request.bytes().await.unwrap_or_default(),

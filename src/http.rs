@@ -5,7 +5,9 @@
 //!   GET  /health                                   the database, through an RPC
 //!   GET  /api/patient-booking/sync-health          staff: the IntakeQ sync's state (bearer ADMIN_TOKEN)
 //!   POST /api/patient-booking/sync-jobs/requeue    staff: {"appointmentId"} puts a dead sync job back
-//!   OPTIONS on the booking and health routes       CORS preflight, for origins in ALLOWED_ORIGINS only
+//!   GET  /openapi.json                             the OpenAPI document (openapi.json in the repository)
+//!   OPTIONS on any route                           CORS preflight, for origins in ALLOWED_ORIGINS only
+//! Another method on a known route is 405 with `Allow`.
 
 use serde_json::{json, Value};
 use tracing::{info, warn, Instrument};
@@ -23,6 +25,18 @@ pub const BOOKING_PATH: &str = "/api/patient-booking/book-v2";
 pub const HEALTH_PATH: &str = "/health";
 pub const SYNC_HEALTH_PATH: &str = "/api/patient-booking/sync-health";
 pub const REQUEUE_PATH: &str = "/api/patient-booking/sync-jobs/requeue";
+pub const OPENAPI_PATH: &str = "/openapi.json";
+/// The OpenAPI 3.1 document of these routes.
+pub const OPENAPI_DOCUMENT: &str = include_str!("../openapi.json");
+
+/// The methods a known route answers (OPTIONS included), or `None` for an unknown path.
+fn allowed_methods(path: &str) -> Option<&'static str> {
+    match path {
+        BOOKING_PATH | REQUEUE_PATH => Some("POST, OPTIONS"),
+        HEALTH_PATH | OPENAPI_PATH | SYNC_HEALTH_PATH => Some("GET, OPTIONS"),
+        _ => None,
+    }
+}
 /// The largest booking body accepted.
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
 
@@ -89,9 +103,19 @@ async fn route<S: BookingStore + SyncStore, Q: Intakeq>(
 ) -> Answer {
     let expose_debug = config.as_ref().is_ok_and(|c| c.expose_error_debug);
     let fail = |code, step| Answer::error(&BookingError::new(code, step), request_id, clock, expose_debug);
-    let known_path = request.path == BOOKING_PATH || request.path == HEALTH_PATH;
-    if request.method == "OPTIONS" && known_path {
+    let Some(allowed) = allowed_methods(&request.path) else {
+        return fail(ErrorCode::NotFound, Step::Routing);
+    };
+    if request.method == "OPTIONS" {
         return Answer { status: 204, headers: Vec::new(), body: Value::Null };
+    }
+    if !allowed.split(", ").any(|m| m == request.method) {
+        let mut answer = fail(ErrorCode::MethodNotAllowed, Step::RequestValidation);
+        answer.headers.push(("Allow", allowed.into()));
+        return answer;
+    }
+    if request.path == OPENAPI_PATH {
+        return Answer { status: 200, headers: Vec::new(), body: serde_json::from_str(OPENAPI_DOCUMENT).unwrap_or(Value::Null) };
     }
     let (config, store) = match (config, store) {
         (Ok(config), Some(store)) => (config, store),
@@ -122,11 +146,6 @@ async fn route<S: BookingStore + SyncStore, Q: Intakeq>(
             };
             let idempotency_key = request.header("idempotency-key");
             booking_flow::book(store, intakeq, clock, request_id, &request.body, idempotency_key, &settings).await
-        }
-        (_, BOOKING_PATH) => {
-            let mut answer = fail(ErrorCode::MethodNotAllowed, Step::RequestValidation);
-            answer.headers.push(("Allow", "POST, OPTIONS".into()));
-            answer
         }
         ("GET", HEALTH_PATH) => match store.health().await {
             Ok(()) => Answer { status: 200, headers: Vec::new(), body: json!({"status": "ok", "database": "ok"}) },

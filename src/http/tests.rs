@@ -47,6 +47,8 @@ fn wrong_method_media_type_size_and_path_get_the_contract_s_codes() {
     let store = FakeStore::default();
     let cases = [
         (request("GET", BOOKING_PATH, &[], b""), 405, "METHOD_NOT_ALLOWED"),
+        (request("POST", HEALTH_PATH, &[], b""), 405, "METHOD_NOT_ALLOWED"),
+        (request("DELETE", REQUEUE_PATH, &[], b""), 405, "METHOD_NOT_ALLOWED"),
         (request("POST", BOOKING_PATH, &[("Content-Type", "text/plain")], &form()), 415, "UNSUPPORTED_MEDIA_TYPE"),
         (request("POST", BOOKING_PATH, &[], &form()), 415, "UNSUPPORTED_MEDIA_TYPE"),
         (request("POST", BOOKING_PATH, &[("Content-Type", "application/json")], &vec![b' '; MAX_BODY_BYTES + 1]), 413, "PAYLOAD_TOO_LARGE"),
@@ -121,4 +123,26 @@ fn staff_routes_need_the_admin_token() {
     assert_eq!((requeued.status, json_body(&requeued)["data"]["syncStatus"].clone()), (200, json!("pending")));
     let bad = send(&store, &request("POST", REQUEUE_PATH, &[("Authorization", "Bearer staff-secret")], b"{}"));
     assert_eq!((bad.status, json_body(&bad)["fieldErrors"][0]["field"].clone()), (400, json!("appointmentId")));
+}
+
+#[test]
+fn the_openapi_document_is_served_and_names_every_code_and_step() {
+    let response = send(&FakeStore::default(), &request("GET", OPENAPI_PATH, &[], b""));
+    assert_eq!(response.status, 200);
+    let document = json_body(&response);
+    assert_eq!(document["openapi"], "3.1.0");
+    let listed = |schema: &str, field: &str| -> Vec<String> {
+        document["components"]["schemas"][schema]["properties"][field]["enum"]
+            .as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_owned()).collect()
+    };
+    let codes: Vec<String> = crate::booking_error::ErrorCode::ALL.iter().map(|c| c.as_str()).collect();
+    assert_eq!(listed("Error", "code"), codes, "the document lists exactly the worker's error codes");
+    let steps: Vec<String> = crate::booking_error::Step::ALL.iter().map(|s| s.as_str()).collect();
+    assert_eq!(listed("Error", "step"), steps, "and exactly its steps");
+    for code in crate::booking_error::ErrorCode::ALL {
+        let status = code.status().to_string();
+        let documented = document["paths"].as_object().unwrap().values().flat_map(|p| p.as_object().unwrap().values())
+            .any(|op| op["responses"][&status]["description"].as_str().is_some_and(|d| d.contains(&code.as_str())));
+        assert!(documented || code == crate::booking_error::ErrorCode::NotFound, "{code:?} documented with status {status}");
+    }
 }

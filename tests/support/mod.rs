@@ -27,6 +27,8 @@ pub const INTAKEQ_TIMEOUT_MS: u64 = 3000;
 
 pub struct Stack {
     pub worker: String,
+    /// This test binary's database (superuser).
+    pub database_url: String,
     /// The IntakeQ sandbox's base URL (its API is under /api/v1, its control API under /_sandbox).
     pub intakeq: String,
     control: String,
@@ -158,7 +160,7 @@ pub async fn start_with(supabase_url: Option<String>, with_intakeq: bool, env: &
             None => control = line.trim_start_matches("control on ").to_owned(),
         }
     }
-    Stack { worker, intakeq, control, http: reqwest::Client::new(), db, logs, process }
+    Stack { worker, database_url: url, intakeq, control, http: reqwest::Client::new(), db, logs, process }
 }
 
 /// A bookable provider of the test's own, in network with every seeded payer, so no other test's booking
