@@ -14,6 +14,7 @@ command -v psql >/dev/null || missing+=("postgresql-client-$PG_MAJOR")
 command -v pg_prove >/dev/null || missing+=(libtap-parser-sourcehandler-pgtap-perl)
 command -v node >/dev/null && command -v npm >/dev/null || missing+=(nodejs npm)
 command -v curl >/dev/null || missing+=(curl)
+[[ -x /usr/bin/chromium ]] || missing+=(chromium)   # the browser test, driven by playwright-core
 
 if ((${#missing[@]})); then
   if [[ $(id -u) != 0 ]]; then
