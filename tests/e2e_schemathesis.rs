@@ -22,7 +22,8 @@ async fn schemathesis_finds_no_server_error_and_nothing_off_contract() {
             .current_dir(&root)
             .args(["run", "openapi.json", "--url", &worker])
             .args(["--checks", "all", "--exclude-checks", "positive_data_acceptance"])
-            .args(["--max-examples", "30", "--seed", "20261124", "--workers", "2", "--request-timeout", "15"])
+            // One worker: with two, hypothesis's lambda-source cache (not thread-safe) crashed a run.
+            .args(["--max-examples", "30", "--seed", "20261124", "--workers", "1", "--request-timeout", "15"])
             .args(["--header", &format!("Authorization: Bearer {ADMIN_TOKEN}")])
             .args(["--suppress-health-check", "all", "--no-color"])
             .env("SCHEMATHESIS_HOOKS", "tests.schemathesis_hooks")
