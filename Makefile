@@ -5,7 +5,7 @@ SHELL := /bin/bash
 
 NPM_STAMP := node_modules/.package-lock.json
 
-.PHONY: help deps dev test test-unit test-db test-stack test-e2e worker deploy db db-stop db-reset
+.PHONY: help deps dev test test-unit test-db test-stack test-e2e bench worker deploy db db-stop db-reset
 
 help:
 	@echo "make dev        bring the local stack up (Postgres on 127.0.0.1:54322, migrated and seeded)"
@@ -14,6 +14,7 @@ help:
 	@echo "make test-db    advisors, pgTAP and concurrency tests against a throwaway database"
 	@echo "make test-stack the local stand-ins: RPC API, IntakeQ sandbox, make dev"
 	@echo "make test-e2e   the built worker in workerd against the local stack"
+	@echo "make bench      benchmarks; writes bench/REPORT.md"
 	@echo "make worker     build the worker into build/ (wasm)"
 	@echo "make deploy     build and deploy the worker with wrangler"
 	@echo "make db | db-stop | db-reset   start, stop or wipe the local Postgres"
@@ -44,6 +45,9 @@ test-stack: deps
 
 test-e2e: deps
 	@scripts/test.sh e2e
+
+bench: deps
+	@scripts/bench.sh
 
 worker: deps
 	@scripts/build-worker.sh
