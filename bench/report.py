@@ -1,5 +1,6 @@
-"""Turns the bench runs (results.tsv: design, clients, delay_ms, tps, p95_ms, round trips) into REPORT.md:
-throughput and p95 latency per design, as ratios to book_appointment measured in the same run."""
+"""Turns the bench runs into REPORT.md: results.tsv (design, clients, delay_ms, tps, p95_ms, round trips) as
+ratios to book_appointment measured in the same run, and scale.tsv (appointments, clients, tps, p95_ms) as
+ratios to the smaller table."""
 
 import csv
 import os
@@ -45,6 +46,17 @@ for delay in sorted({r["delay_ms"] for r in results}, key=float):
             lines.append(f"| {design} | {row['round_trips']} | {clients} | {tps:.0f} | {p95:.1f} | "
                          f"{tps / float(base['tps']):.2f}x | {p95 / float(base['p95_ms']):.2f}x |")
     lines.append("")
+scale = list(csv.DictReader(open(sys.argv[2]), delimiter="\t")) if len(sys.argv) > 2 else []
+if scale:
+    lines += ["## Scale", "", "book_appointment on loopback with 100 thousand patients and this many existing appointments:", "",
+              "| appointments | clients | bookings/s | p95 ms | throughput vs 10k | p95 vs 10k |", "|---|---|---|---|---|---|"]
+    smallest = {r["clients"]: r for r in scale if r["appointments"] == min((s["appointments"] for s in scale), key=int)}
+    for row in scale:
+        base = smallest[row["clients"]]
+        lines.append(f"| {int(row['appointments']):,} | {row['clients']} | {float(row['tps']):.0f} | {float(row['p95_ms']):.1f} | "
+                     f"{float(row['tps']) / float(base['tps']):.2f}x | {float(row['p95_ms']) / float(base['p95_ms']):.2f}x |")
+    lines.append("")
+
 lines += [
     "What the figures say: on loopback a round trip costs almost nothing, so book_appointment pays for doing more",
     "(idempotency claim, identity lookup, the outbox row, subtransactions for its error handling) and the old",
@@ -62,7 +74,6 @@ lines += [
     "| book-v2, failed booking | 2: `book_appointment`, `record_booking_failure` | 0 |",
     "| the replaced route | 7 (as above) + 1 update of the IntakeQ id | its client upsert, id lookups and the appointment |",
     "",
-    "Not yet measured here (issue 6 goes on): the scale comparison (10 thousand vs 1 million appointments), end to",
-    "end through workerd, and the bundle's cold start.",
+    "Not yet measured here (issue 6 goes on): end to end through workerd, and the bundle's cold start.",
 ]
 print("\n".join(lines))

@@ -45,5 +45,23 @@ for delay in 0 20; do
     done
   done
 done
-python3 bench/report.py "$OUT/results.tsv" > bench/REPORT.md
+# Scale: does a booking cost more when the tables are big? The same booking on 10 thousand and on 1 million
+# existing appointments (and 100 thousand patients), loopback.
+printf 'appointments\tclients\ttps\tp95_ms\n' > "$OUT/scale.tsv"
+for appointments in 10000 1000000; do
+  url=$(TEST_DB_NAME=book_v2_bench_scale scripts/db.sh test-db)
+  psql "$url" -XqAt -v ON_ERROR_STOP=1 -f bench/pgbench/setup.sql >/dev/null
+  psql "$url" -XqAt -v ON_ERROR_STOP=1 -v appointments="$appointments" -f bench/pgbench/load.sql >/dev/null
+  for clients in 1 8; do
+    name="scale-$appointments-$clients"
+    (cd "$OUT" && "$PGBENCH" -n -f "$ROOT/bench/pgbench/book_appointment.sql" -c "$clients" -j $((clients < 2 ? 1 : 2)) \
+      -T "$BENCH_SECONDS" -l --log-prefix "$name" "$url" > "$name.out" 2>&1) || { cat "$OUT/$name.out" >&2; exit 1; }
+    tps=$(awk '/^tps = / { print $3; exit }' "$OUT/$name.out")
+    p95=$(cat "$OUT/$name".[0-9]* | awk '{ print $3 }' | sort -n | awk '{ a[NR] = $1 } END { print a[int(NR * 0.95)] / 1000 }')
+    printf '%s\t%s\t%s\t%s\n' "$appointments" "$clients" "$tps" "$p95" >> "$OUT/scale.tsv"
+    printf 'bench: book_appointment on %7s appointments, %s clients: %8s bookings/s, p95 %s ms\n' "$appointments" "$clients" "$tps" "$p95"
+  done
+done
+
+python3 bench/report.py "$OUT/results.tsv" "$OUT/scale.tsv" > bench/REPORT.md
 echo "bench: wrote bench/REPORT.md"
