@@ -14,8 +14,10 @@ rm -rf "$OUT" && mkdir -p "$OUT"
 cluster_started=false
 if [[ -z ${DATABASE_URL:-} ]] && ! psql "$(scripts/db.sh url)" -XtAqc 'select 1' >/dev/null 2>&1; then cluster_started=true; fi
 proxy=""
+servers=()
 cleanup() {
   if [[ -n $proxy ]]; then kill "$proxy" 2>/dev/null || true; fi
+  for pid in "${servers[@]}"; do kill -TERM -- "-$pid" 2>/dev/null || true; done
   if $cluster_started; then scripts/db.sh stop; fi
 }
 trap cleanup EXIT
@@ -63,5 +65,43 @@ for appointments in 10000 1000000; do
   done
 done
 
-python3 bench/report.py "$OUT/results.tsv" "$OUT/scale.tsv" > bench/REPORT.md
+# End to end: the built worker in workerd (Miniflare) -> the RPC API -> Postgres, on loopback, against the
+# RPC API called directly (the same booking without the worker).
+cargo build --quiet -p local-stack
+scripts/build-worker.sh > /dev/null
+eval "$(target/debug/local-stack keys)"
+psql "$BENCH_DATABASE_URL" -XqAt -c 'select id from bench_providers order by n' > "$OUT/providers.txt"
+RPC_PORT=${BENCH_RPC_PORT:-54397}
+WORKER_PORT=${BENCH_WORKER_PORT:-54396}
+RPC_API_PORT=$RPC_PORT RPC_DATABASE_URL=${BENCH_DATABASE_URL/postgres:postgres@/authenticator:postgres@} \
+  setsid target/debug/local-stack rpc-api > "$OUT/rpc-api.log" 2>&1 &
+servers+=($!)
+started_ms=$(date +%s%3N)
+PORT=$WORKER_PORT SUPABASE_URL=http://127.0.0.1:$RPC_PORT SUPABASE_SERVICE_ROLE_KEY=$SUPABASE_SERVICE_ROLE_KEY \
+  setsid node tests/support/serve-worker.mjs > "$OUT/worker.log" 2>&1 &
+servers+=($!)
+until curl -sf -o /dev/null "http://127.0.0.1:$WORKER_PORT/health"; do
+  (( $(date +%s%3N) - started_ms < 60000 )) || { echo "bench: the worker did not start" >&2; exit 1; }
+  sleep 0.05
+done
+cold_start_ms=$(( $(date +%s%3N) - started_ms ))
+printf 'target\tclients\trps\tp50_ms\tp95_ms\tp99_ms\tnon2xx\n' > "$OUT/e2e.tsv"
+for target in worker rpc; do
+  port=$WORKER_PORT; [[ $target == worker ]] || port=$RPC_PORT
+  for clients in 1 16; do
+    result=$(BENCH_PROVIDERS=$OUT/providers.txt TARGET=$target SERVICE_ROLE_KEY=$SUPABASE_SERVICE_ROLE_KEY \
+      wrk -t $((clients < 2 ? 1 : 2)) -c "$clients" -d "${BENCH_SECONDS}s" -s bench/wrk/booking.lua "http://127.0.0.1:$port" \
+      | awk '/^RESULT/')
+    read -r rps p50 p95 p99 non2xx < <(sed -E 's/RESULT rps=([^ ]+) p50=([^ ]+) p95=([^ ]+) p99=([^ ]+) requests=[^ ]+ non2xx=([^ ]+).*/\1 \2 \3 \4 \5/' <<<"$result")
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$target" "$clients" "$rps" "$p50" "$p95" "$p99" "$non2xx" >> "$OUT/e2e.tsv"
+    printf 'bench: end to end via %-6s %2s clients: %8s bookings/s, p50 %s ms, p95 %s ms, p99 %s ms, non-2xx %s\n' \
+      "$target" "$clients" "$rps" "$p50" "$p95" "$p99" "$non2xx"
+  done
+done
+wasm_bytes=$(stat -c %s build/index_bg.wasm)
+gzip_bytes=$(gzip -9 -c build/index_bg.wasm | wc -c)
+printf 'wasm_bytes\t%s\ngzip_bytes\t%s\ncold_start_ms\t%s\n' "$wasm_bytes" "$gzip_bytes" "$cold_start_ms" > "$OUT/bundle.tsv"
+echo "bench: bundle $wasm_bytes bytes ($gzip_bytes gzipped); cold start to the first answer $cold_start_ms ms"
+
+python3 bench/report.py "$OUT/results.tsv" "$OUT/scale.tsv" "$OUT/e2e.tsv" "$OUT/bundle.tsv" > bench/REPORT.md
 echo "bench: wrote bench/REPORT.md"

@@ -1,7 +1,7 @@
 -- The physical floor: the two rows a booking must write, in one round trip, nothing checked.
 \set provider random(1, 1024)
 \set minute random(1, 100000000000)
-\set tag random(1, 2000000000)
+\set tag random(1, 9000000000000000000)
 with patient as (
   insert into patients (first_name, last_name, email, created_by_request_id)
   values ('Bench', 'Patient', 'bench.' || :client_id || '.' || :tag || '@example.com', 'bench-bare-' || :tag) returning id)

@@ -3,7 +3,7 @@
 -- appointment insert, status update.
 \set provider random(1, 1024)
 \set minute random(1, 100000000000)
-\set tag random(1, 2000000000)
+\set tag random(1, 9000000000000000000)
 select count(*) as matches from patients
   where email_key = 'bench.' || :client_id || '.' || :tag || '@example.com' and first_name_key = 'bench' and last_name_key = 'patient';
 insert into patients (first_name, last_name, email, created_by_request_id)
