@@ -20,6 +20,10 @@ def nothing_written_for_a_rejected_booking(ctx, response, case):
     """A booking answered with an error left no patient, appointment or sync job under its request id."""
     if case.path != BOOKING_PATH or response.status_code < 400:
         return None
+    if any(name.lower() == "x-request-id" for name in (case.headers or {})):
+        # A client-chosen id may be reused by another request (schemathesis does): rows under it cannot be
+        # told apart. Requests without one get a fresh id from the server, and those are checked.
+        return None
     request_id = _header(response, "X-Request-Id")
     if request_id is None:
         raise AssertionError("an error answer without X-Request-Id")
