@@ -12,7 +12,7 @@ OUT=.local/bench
 rm -rf "$OUT" && mkdir -p "$OUT"
 
 cluster_started=false
-if [[ -z ${DATABASE_URL:-} ]] && ! psql "$(scripts/db.sh url)" -XtAqc 'select 1' >/dev/null 2>&1; then cluster_started=true; fi
+scripts/db.sh is-up || cluster_started=true
 proxy=""
 servers=()
 cleanup() {
@@ -29,19 +29,26 @@ python3 bench/delay_proxy.py "$PROXY_PORT" 127.0.0.1 "$DB_PORT" 10 > "$OUT/proxy
 proxy=$!
 for _ in $(seq 1 50); do grep -q "delay proxy on" "$OUT/proxy.log" && break; sleep 0.1; done
 
+# Runs one pgbench cell: NAME SCRIPT CLIENTS URL; prints "<bookings/s> <p95 ms>" (p95 from the per-transaction log).
+# Call it as `cell=$(pgbench_cell ...)`, so that its failure stops the bench.
+pgbench_cell() {
+  local name=$1 script=$2 clients=$3 url=$4
+  (cd "$OUT" && "$PGBENCH" -n -f "$ROOT/bench/pgbench/$script.sql" -c "$clients" -j $((clients < 2 ? 1 : 2)) \
+    -T "$BENCH_SECONDS" -l --log-prefix "$name" "$url" > "$name.out" 2>&1) || { cat "$OUT/$name.out" >&2; exit 1; }
+  local tps p95
+  tps=$(awk '/^tps = / { print $3; exit }' "$OUT/$name.out")
+  p95=$(cat "$OUT/$name".[0-9]* | awk '{ print $3 }' | sort -n | awk '{ a[NR] = $1 } END { print a[int(NR * 0.95)] / 1000 }')
+  echo "$tps $p95"
+}
+
 declare -A round_trips=([book_appointment]=1 [old_route]=7 [bare_inserts]=1)
 printf 'design\tclients\tdelay_ms\ttps\tp95_ms\tround_trips\n' > "$OUT/results.tsv"
 for delay in 0 20; do
   port=$DB_PORT; [[ $delay == 0 ]] || port=$PROXY_PORT
   for clients in 1 8 32; do
     for design in book_appointment old_route bare_inserts; do
-      name="$design-$clients-$delay"
-      (cd "$OUT" && "$PGBENCH" -n -f "$ROOT/bench/pgbench/$design.sql" -c "$clients" -j $((clients < 2 ? 1 : 2)) \
-        -T "$BENCH_SECONDS" -l --log-prefix "$name" \
-        "postgresql://postgres:postgres@127.0.0.1:$port/book_v2_bench" > "$name.out" 2>&1) \
-        || { cat "$OUT/$name.out" >&2; exit 1; }
-      tps=$(awk '/^tps = / { print $3; exit }' "$OUT/$name.out")
-      p95=$(cat "$OUT/$name".[0-9]* | awk '{ print $3 }' | sort -n | awk '{ a[NR] = $1 } END { print a[int(NR * 0.95)] / 1000 }')
+      cell=$(pgbench_cell "$design-$clients-$delay" "$design" "$clients" "postgresql://postgres:postgres@127.0.0.1:$port/book_v2_bench")
+      read -r tps p95 <<<"$cell"
       printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$design" "$clients" "$delay" "$tps" "$p95" "${round_trips[$design]}" >> "$OUT/results.tsv"
       printf 'bench: %-17s %2s clients +%2s ms: %8s bookings/s, p95 %s ms\n' "$design" "$clients" "$delay" "$tps" "$p95"
     done
@@ -55,11 +62,8 @@ for appointments in 10000 1000000; do
   psql "$url" -XqAt -v ON_ERROR_STOP=1 -f bench/pgbench/setup.sql >/dev/null
   psql "$url" -XqAt -v ON_ERROR_STOP=1 -v appointments="$appointments" -f bench/pgbench/load.sql >/dev/null
   for clients in 1 8; do
-    name="scale-$appointments-$clients"
-    (cd "$OUT" && "$PGBENCH" -n -f "$ROOT/bench/pgbench/book_appointment.sql" -c "$clients" -j $((clients < 2 ? 1 : 2)) \
-      -T "$BENCH_SECONDS" -l --log-prefix "$name" "$url" > "$name.out" 2>&1) || { cat "$OUT/$name.out" >&2; exit 1; }
-    tps=$(awk '/^tps = / { print $3; exit }' "$OUT/$name.out")
-    p95=$(cat "$OUT/$name".[0-9]* | awk '{ print $3 }' | sort -n | awk '{ a[NR] = $1 } END { print a[int(NR * 0.95)] / 1000 }')
+    cell=$(pgbench_cell "scale-$appointments-$clients" book_appointment "$clients" "$url")
+    read -r tps p95 <<<"$cell"
     printf '%s\t%s\t%s\t%s\n' "$appointments" "$clients" "$tps" "$p95" >> "$OUT/scale.tsv"
     printf 'bench: book_appointment on %7s appointments, %s clients: %8s bookings/s, p95 %s ms\n' "$appointments" "$clients" "$tps" "$p95"
   done

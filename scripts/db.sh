@@ -8,6 +8,7 @@
 #   scripts/db.sh reset      stop, wipe the data folder, start again: a clean database
 #   scripts/db.sh test-db    (re)create a throwaway database `book_v2_test`, migrate and seed it, print its URL
 #   scripts/db.sh url        print the URL of the dev database
+#   scripts/db.sh is-up      succeed when there is nothing to start (DATABASE_URL is set, or the cluster answers)
 #
 # With DATABASE_URL set (for example the one `supabase start` prints), that server is used instead and no
 # cluster is started; `reset` then refuses (use `supabase db reset` there).
@@ -110,5 +111,6 @@ case ${1:-} in
     printf '%s\n' "$(server_url)/$TEST_DB"
     ;;
   url) dev_url; echo ;;
-  *) die "usage: scripts/db.sh start|stop|reset|test-db|url" ;;
+  is-up) [[ -n ${DATABASE_URL:-} ]] || answers "$(dev_url)" ;;
+  *) die "usage: scripts/db.sh start|stop|reset|test-db|url|is-up" ;;
 esac

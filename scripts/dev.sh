@@ -51,9 +51,7 @@ wait_for() {
   die "$what did not answer at $url within 30 s"
 }
 
-if [[ -z ${DATABASE_URL:-} ]] && ! psql "$(scripts/db.sh url)" -XtAqc 'select 1' >/dev/null 2>&1; then
-  started_db=true
-fi
+scripts/db.sh is-up || started_db=true
 scripts/db.sh start
 DEV_DB_URL=$(scripts/db.sh url)
 

@@ -14,9 +14,7 @@ read -r -a suites <<<"${suites[*]}"
 
 cluster_started=false
 ensure_cluster() {
-  if [[ -z ${DATABASE_URL:-} ]] && ! psql "$(scripts/db.sh url)" -XtAqc 'select 1' >/dev/null 2>&1; then
-    cluster_started=true
-  fi
+  scripts/db.sh is-up || cluster_started=true
   scripts/db.sh start >/dev/null
 }
 trap '$cluster_started && scripts/db.sh stop' EXIT
