@@ -3,9 +3,9 @@
 # until Ctrl-C or SIGTERM, then stops what it started.
 #
 #   Postgres         127.0.0.1:${DB_PORT:-54322}   scripts/db.sh (or DATABASE_URL's server: nothing started)
-#   RPC API          127.0.0.1:${RPC_API_PORT:-54321}   local-stack rpc-api (not started when SUPABASE_URL is set,
+#   RPC API          127.0.0.1:${RPC_API_PORT:-54321}   devstack rpc-api (not started when SUPABASE_URL is set,
 #                    e.g. to supabase start's API; RPC_DATABASE_URL says where it connects as authenticator)
-#   IntakeQ sandbox  127.0.0.1:${INTAKEQ_SANDBOX_PORT:-54380}   local-stack intakeq-sandbox (not started when
+#   IntakeQ sandbox  127.0.0.1:${INTAKEQ_SANDBOX_PORT:-54380}   devstack intakeq-sandbox (not started when
 #                    INTAKEQ_BASE_URL is set)
 #   Worker           127.0.0.1:${WORKER_PORT:-8787}   the built worker in workerd (wrangler dev), against the above
 #                    (built first by scripts/build-worker.sh unless WORKER_PREBUILT=1)
@@ -17,7 +17,7 @@ export RPC_API_PORT=${RPC_API_PORT:-54321}
 export INTAKEQ_SANDBOX_PORT=${INTAKEQ_SANDBOX_PORT:-54380}
 export INTAKEQ_SANDBOX_API_KEY=${INTAKEQ_SANDBOX_API_KEY:-sandbox-intakeq-key}
 WORKER_PORT=${WORKER_PORT:-8787}
-LOCAL_STACK=${LOCAL_STACK_BIN:-}
+DEVSTACK=${DEVSTACK_BIN:-}
 
 die() { printf 'dev: error: %s\n' "$*" >&2; exit 1; }
 
@@ -55,9 +55,9 @@ scripts/db.sh is-up || started_db=true
 scripts/db.sh start
 DEV_DB_URL=$(scripts/db.sh url)
 
-if [[ -z $LOCAL_STACK ]]; then
-  cargo build --quiet -p local-stack
-  LOCAL_STACK=$ROOT/target/debug/local-stack
+if [[ -z $DEVSTACK ]]; then
+  cargo build --quiet -p devstack
+  DEVSTACK=$ROOT/target/debug/devstack
 fi
 
 if [[ -n ${SUPABASE_URL:-} ]]; then
@@ -65,7 +65,7 @@ if [[ -n ${SUPABASE_URL:-} ]]; then
 else
   export RPC_DATABASE_URL=${RPC_DATABASE_URL:-${DEV_DB_URL/postgres:postgres@/authenticator:postgres@}}
   api_url=http://127.0.0.1:$RPC_API_PORT
-  start_child "$LOCAL_STACK" rpc-api
+  start_child "$DEVSTACK" rpc-api
   wait_for "the RPC API" "$api_url/rest/v1/" "$!"
 fi
 
@@ -73,11 +73,11 @@ if [[ -n ${INTAKEQ_BASE_URL:-} ]]; then
   intakeq_url=$INTAKEQ_BASE_URL
 else
   intakeq_url=http://127.0.0.1:$INTAKEQ_SANDBOX_PORT/api/v1
-  start_child "$LOCAL_STACK" intakeq-sandbox
+  start_child "$DEVSTACK" intakeq-sandbox
   wait_for "the IntakeQ sandbox" "$intakeq_url/appointments/settings" "$!"
 fi
 
-eval "$("$LOCAL_STACK" keys)"
+eval "$("$DEVSTACK" keys)"
 
 if [[ ${WORKER_PREBUILT:-} != 1 ]]; then
   scripts/build-worker.sh

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The test suites behind `make test` (all of them, in this order) and `make test-<suite>`:
 #   unit   native unit tests of every crate
-#   db     Supabase's security advisors, pgTAP, and the booking concurrency tests, on a throwaway database
-#   stack  the local stand-ins (RPC API fidelity, IntakeQ sandbox, `make dev` up and down)
-#   e2e    the BUILT worker in workerd against the RPC API and Postgres (builds it first)
+#   db     Supabase's security advisors, pgTAP, and the database test binary (tests/db/), on a throwaway database
+#   stack  the local stand-ins (devstack's own tests: RPC API fidelity, IntakeQ sandbox, `make dev` up and down)
+#   e2e    the end-to-end test binary (tests/e2e/): the BUILT worker in workerd against the local stack
+# Every test file belongs to one of them: a file under tests/ outside tests/db/ and tests/e2e/ stops the run.
 # The database suites use the running local cluster (say, from `make dev`) without touching its data, each in
 # a throwaway database of its own; when no cluster runs, one is started and stopped again at the end.
 set -euo pipefail
@@ -11,6 +12,24 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 suites=("${@:-unit db stack e2e}")
 read -r -a suites <<<"${suites[*]}"
+
+# The root crate's integration tests are two binaries, tests/db/main.rs and tests/e2e/main.rs, each with its
+# modules beside it; a file anywhere else would compile and never run here.
+strays=$(find tests -name '*.rs' ! -path 'tests/db/*' ! -path 'tests/e2e/*')
+if [[ -n $strays ]]; then
+  echo "test.sh: these test files belong to no suite (move them into tests/db/ or tests/e2e/ as modules):" >&2
+  echo "$strays" >&2
+  exit 1
+fi
+for suite in db e2e; do
+  for module in tests/$suite/*.rs; do
+    name=$(basename "$module" .rs)
+    [[ $name == main ]] || grep -q "^mod $name;" "tests/$suite/main.rs" || {
+      echo "test.sh: $module is not a module of tests/$suite/main.rs (add \`mod $name;\` there), so it would never run" >&2
+      exit 1
+    }
+  done
+done
 
 cluster_started=false
 ensure_cluster() {
@@ -43,7 +62,7 @@ suite_db() {
   echo "== pgTAP"
   pg_prove --ext .sql -d "$url" supabase/tests/database/
   echo "== booking concurrency"
-  DATABASE_URL=$url cargo test --test db_concurrency
+  DATABASE_URL=$url cargo test --test db
 }
 
 suite_stack() {
@@ -52,7 +71,7 @@ suite_stack() {
   url=$(TEST_DB_NAME=book_v2_stack_test scripts/db.sh test-db)
   build_worker_once   # make dev's stack serves it
   echo "== local stack"
-  TEST_DATABASE_URL=$url cargo test -p local-stack --test '*'
+  TEST_DATABASE_URL=$url cargo test -p devstack --test '*'
 }
 
 suite_e2e() {
@@ -61,7 +80,7 @@ suite_e2e() {
   url=$(TEST_DB_NAME=book_v2_e2e_test scripts/db.sh test-db)
   build_worker_once
   echo "== end to end"
-  TEST_DATABASE_URL=$url cargo test --test 'e2e_*'
+  TEST_DATABASE_URL=$url cargo test --test e2e
 }
 
 for suite in "${suites[@]}"; do

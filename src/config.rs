@@ -1,19 +1,14 @@
-//! The worker's settings (wrangler vars and secrets), read in one place into a typed struct.
+//! The worker's settings (wrangler vars and secrets), read in one place into a typed struct. Secrets are
+//! `Secret`s: printing a `Config` shows `[redacted]` for each.
 
-/// Where and how the worker reaches IntakeQ.
-#[derive(Debug, Clone, PartialEq)]
-pub struct IntakeqSettings {
-    pub base_url: String,
-    pub api_key: String,
-    /// Per call.
-    pub timeout_ms: u64,
-}
+use crate::intakeq::IntakeqSettings;
+use crate::support::secret::Secret;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     /// The Supabase project URL; RPC calls go to `$SUPABASE_URL/rest/v1/rpc/<fn>`.
     pub supabase_url: String,
-    pub service_role_key: String,
+    pub service_role_key: Secret,
     pub allowed_origins: Vec<String>,
     pub expose_error_debug: bool,
     /// How long a database call may take before the answer is DATABASE_UNAVAILABLE.
@@ -25,7 +20,7 @@ pub struct Config {
     pub sync_batch_size: u32,
     pub sync_max_attempts: u32,
     /// The bearer token of the staff routes (sync health, requeue); without it they refuse everyone.
-    pub admin_token: Option<String>,
+    pub admin_token: Option<Secret>,
 }
 
 impl Config {
@@ -40,7 +35,7 @@ impl Config {
             value.unwrap_or_default()
         };
         let supabase_url = required("SUPABASE_URL").trim_end_matches('/').to_owned();
-        let service_role_key = required("SUPABASE_SERVICE_ROLE_KEY");
+        let service_role_key = Secret::new(required("SUPABASE_SERVICE_ROLE_KEY"));
         let number = |name: &'static str, default: u64, problems: &mut Vec<&'static str>| match lookup(name) {
             None => default,
             Some(raw) => raw.trim().parse().unwrap_or_else(|_| {
@@ -65,7 +60,7 @@ impl Config {
                 .unwrap_or_else(|| "https://intakeq.com/api/v1".into())
                 .trim_end_matches('/')
                 .to_owned(),
-            api_key,
+            api_key: Secret::new(api_key),
             timeout_ms: intakeq_timeout_ms,
         });
         let config = Config {
@@ -83,7 +78,7 @@ impl Config {
             intakeq,
             sync_batch_size,
             sync_max_attempts,
-            admin_token: present("ADMIN_TOKEN"),
+            admin_token: present("ADMIN_TOKEN").map(Secret::new),
         };
         if problems.is_empty() {
             Ok(config)
@@ -127,7 +122,7 @@ mod tests {
         .unwrap();
         assert_eq!(
             config.intakeq,
-            Some(IntakeqSettings { base_url: "https://intakeq.com/api/v1".into(), api_key: "iq-key".into(), timeout_ms: 8000 })
+            Some(IntakeqSettings { base_url: "https://intakeq.com/api/v1".into(), api_key: Secret::new("iq-key"), timeout_ms: 8000 })
         );
     }
 
@@ -138,6 +133,20 @@ mod tests {
         ]))
         .unwrap_err();
         assert_eq!(problems, ["SYNC_LEASE_SECONDS"]);
+    }
+
+    #[test]
+    fn a_printed_config_shows_no_secret() {
+        let config = Config::from_lookup(lookup(&[
+            ("SUPABASE_URL", "http://127.0.0.1:54321"), ("SUPABASE_SERVICE_ROLE_KEY", "service-key-1"),
+            ("INTAKEQ_API_KEY", "iq-key-2"), ("ADMIN_TOKEN", "admin-token-3"),
+        ]))
+        .unwrap();
+        let printed = format!("{config:?}");
+        for secret in ["service-key-1", "iq-key-2", "admin-token-3"] {
+            assert!(!printed.contains(secret), "{printed}");
+        }
+        assert!(printed.contains("[redacted]"));
     }
 
     #[test]

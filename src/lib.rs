@@ -1,33 +1,27 @@
 //! The book-v2 Worker: `POST /api/patient-booking/book-v2` on Cloudflare Workers.
 //!
-//! A booking travels: HTTP request (`http`) -> parsed `BookingRequest` (`booking_request`) -> ONE RPC call to
-//! `book_appointment` (`booking_flow`, through a `BookingStore`) -> IntakeQ sync (`sync`, through `Intakeq` and
-//! a `SyncStore`) -> the contract's answer (`booking_error`). The cron drains what is left (`sync_runner`).
-//! The database half lives in `supabase/migrations/20261124000700_book_appointment.sql`. Everything here but
-//! `entry`, `postgrest_store`, `intakeq_fetch` and `runtime` is plain Rust, unit tested natively.
+//! One booking travels through the folders in this order:
+//!   `http`      the request: routes, CORS, limits; the booking route (`http::booking_route`) drives the rest
+//!   `booking`   the core: the form parsed into a `BookingRequest`, the typed booking, the contract's errors,
+//!               and the `BookingStore` trait
+//!   `postgrest` the database, over PostgREST RPC: ONE call to `book_appointment`
+//!               (`supabase/migrations/`), answers decoded into `booking::model` types
+//!   `sync`      the IntakeQ outbox protocol: the first attempt (by the request) and the cron's, recorded alike
+//!   `intakeq`   IntakeQ's API: wire shapes, answers, the trait, the fetch client
+//!   back in `http`: the answer, in the contract's shape (`docs/http-contract.md`).
+//! `runtime` is the thin layer of `#[event]`s workerd calls; `config` reads the settings; `support` holds the
+//! clock, request ids, log lines and masking. Everything but `runtime` and the two clients
+//! (`postgrest::client`, `intakeq::fetch`) is plain Rust, unit tested natively with fakes.
 
-pub mod booking_error;
-pub mod booking_flow;
-pub mod booking_request;
-pub mod clock;
+pub mod booking;
 pub mod config;
 pub mod http;
 pub mod intakeq;
-pub mod logging;
-pub mod masking;
-pub mod request_id;
-pub mod store;
+pub mod postgrest;
+pub mod support;
 pub mod sync;
-pub mod sync_runner;
-pub mod sync_store;
 #[cfg(test)]
 mod testing;
 
-#[cfg(target_arch = "wasm32")]
-mod entry;
-#[cfg(target_arch = "wasm32")]
-mod intakeq_fetch;
-#[cfg(target_arch = "wasm32")]
-mod postgrest_store;
 #[cfg(target_arch = "wasm32")]
 mod runtime;

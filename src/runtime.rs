@@ -1,13 +1,81 @@
-//! What the core needs from workerd: the time (JavaScript's `Date`) and a log subscriber writing JSON lines
-//! with `console.log`.
+//! The Worker's entry points, a thin layer between workerd and the plain Rust: `fetch` hands the request to
+//! `http::handle`, `scheduled` runs the sync's cron (`sync::runner`), `start` installs the log output. Also
+//! what the core needs from workerd: the time (JavaScript's `Date`) and log lines through `console.log`.
 
 use chrono::{DateTime, Utc};
 use tracing_subscriber::prelude::*;
+use worker::{event, Context, Env, Headers, Request, Response, Result, ScheduleContext, ScheduledEvent};
 
-use crate::clock::Clock;
-use crate::logging::JsonLines;
+use crate::config::Config;
+use crate::http::{self, HttpRequest};
+use crate::intakeq::fetch::IntakeqFetch;
+use crate::postgrest::client::PostgrestStore;
+use crate::support::clock::Clock;
+use crate::support::json_logs::JsonLines;
+use crate::support::request_id::RequestId;
+use crate::sync::runner::{run_once, RunnerSettings};
 
-pub struct JsClock;
+fn config(env: &Env) -> Result<Config, Vec<&'static str>> {
+    Config::from_lookup(|name| {
+        env.secret(name).map(|s| s.to_string()).or_else(|_| env.var(name).map(|v| v.to_string())).ok()
+    })
+}
+
+#[event(start)]
+fn start() {
+    install_logging();
+}
+
+#[event(fetch)]
+async fn fetch(mut request: Request, env: Env, _context: Context) -> Result<Response> {
+    let incoming = HttpRequest {
+        // From the JavaScript request: workers-rs reads a method it does not know (QUERY, say) as GET.
+        method: request.inner().method().to_ascii_uppercase(),
+        path: request.path(),
+        headers: request.headers().entries().collect(),
+        body: request.bytes().await.unwrap_or_default(),
+    };
+    let config = config(&env);
+    // The adapters are made per request: they send this request's id upstream.
+    let request_id = RequestId::from_header(incoming.header("x-request-id"));
+    let store = config.as_ref().ok().map(|config| PostgrestStore::new(config, &request_id));
+    let intakeq = config.as_ref().ok().and_then(|c| c.intakeq.as_ref()).map(|s| IntakeqFetch::new(s, request_id.as_str()));
+    let answer = http::handle(&incoming, &request_id, &config, store.as_ref(), intakeq.as_ref(), &JsClock).await;
+
+    let headers = Headers::new();
+    for (name, value) in &answer.headers {
+        headers.append(name, value)?;
+    }
+    let body = if answer.body.is_empty() { Response::empty()? } else { Response::from_bytes(answer.body.into_bytes())? };
+    Ok(body.with_status(answer.status).with_headers(headers))
+}
+
+/// Drains the IntakeQ sync outbox.
+#[event(scheduled)]
+async fn scheduled(_event: ScheduledEvent, env: Env, _context: ScheduleContext) {
+    let runner = format!("cron-{}", uuid::Uuid::new_v4());
+    let config = match config(&env) {
+        Ok(config) => config,
+        Err(missing) => return tracing::error!(step = "configuration", outcome = "failed", missing = ?missing, runner),
+    };
+    let Some(intakeq_settings) = &config.intakeq else {
+        return tracing::error!(step = "sync_run", outcome = "skipped", reason = "INTAKEQ_API_KEY is not set", runner);
+    };
+    let runner_id = RequestId::from_header(Some(&runner));
+    let store = PostgrestStore::new(&config, &runner_id);
+    let intakeq = IntakeqFetch::new(intakeq_settings, &runner);
+    let settings = RunnerSettings {
+        batch_size: config.sync_batch_size,
+        lease_seconds: config.sync_lease_seconds,
+        max_attempts: config.sync_max_attempts,
+    };
+    if let Err(error) = run_once(&store, &intakeq, &runner, &settings).await {
+        tracing::error!(step = "sync_claim", outcome = "failed", runner, debug = %error.debug());
+    }
+}
+
+/// The time in workerd (`SystemTime` panics there).
+struct JsClock;
 
 impl Clock for JsClock {
     fn now(&self) -> DateTime<Utc> {
@@ -16,7 +84,7 @@ impl Clock for JsClock {
 }
 
 /// Installs the log subscriber once per isolate.
-pub fn install_logging() {
+fn install_logging() {
     let layer = JsonLines::new(|line| worker::console_log!("{}", line), || JsClock.rfc3339());
     let _ = tracing_subscriber::registry().with(layer).try_init();
 }

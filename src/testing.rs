@@ -5,13 +5,17 @@ use std::collections::{HashMap, VecDeque};
 
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
+use uuid::Uuid;
 
-use crate::clock::Clock;
+use crate::booking::model::{AppointmentStatus, BookingOutcome, SyncStatus};
+use crate::booking::request::BookingRequest;
+use crate::booking::store::{BookingStore, FailureRecord, StoreError};
 use crate::intakeq::wire::{self, Appointment, Client};
 use crate::intakeq::{Intakeq, IntakeqError};
-use crate::store::{Booked, BookingStore, FailureRecord, StoreError};
-use crate::sync::SyncOutcome;
-use crate::sync_store::{SyncJob, SyncReport, SyncStore};
+use crate::support::clock::Clock;
+use crate::support::request_id::RequestId;
+use crate::sync::job::{SyncJob, SyncOutcome, SyncReport};
+use crate::sync::store::SyncStore;
 
 pub struct FixedClock;
 
@@ -24,8 +28,9 @@ impl Clock for FixedClock {
 /// A store answering what the test says, remembering what it was asked.
 #[derive(Default)]
 pub struct FakeStore {
-    pub answer: RefCell<Option<Result<Booked, StoreError>>>,
-    pub booked_with: RefCell<Vec<Value>>,
+    pub answer: RefCell<Option<Result<BookingOutcome, StoreError>>>,
+    /// What the flow asked to book: (the request, its request id, the sync lease in seconds).
+    pub booked_with: RefCell<Vec<(BookingRequest, String, u32)>>,
     pub failures: RefCell<Vec<FailureRecord>>,
     pub failing_record: bool,
     pub unhealthy: bool,
@@ -36,14 +41,14 @@ pub struct FakeStore {
 }
 
 impl FakeStore {
-    pub fn answering(answer: Result<Booked, StoreError>) -> Self {
+    pub fn answering(answer: Result<BookingOutcome, StoreError>) -> Self {
         FakeStore { answer: RefCell::new(Some(answer)), ..FakeStore::default() }
     }
 }
 
 impl BookingStore for FakeStore {
-    async fn book(&self, arguments: &Value) -> Result<Booked, StoreError> {
-        self.booked_with.borrow_mut().push(arguments.clone());
+    async fn book(&self, booking: &BookingRequest, request_id: &RequestId, sync_lease_seconds: u32) -> Result<BookingOutcome, StoreError> {
+        self.booked_with.borrow_mut().push((booking.clone(), request_id.as_str().to_owned(), sync_lease_seconds));
         self.answer.borrow_mut().take().expect("one booking per test")
     }
 
@@ -72,29 +77,34 @@ impl SyncStore for FakeStore {
         Ok(due.drain(..take).collect())
     }
 
-    async fn record_sync_result(&self, job_id: &str, runner: &str, report: SyncReport<'_>, _max: u32) -> Result<SyncJob, StoreError> {
-        self.reports.borrow_mut().push((job_id.into(), runner.into(), format!("{report:?}")));
-        let mut booking = booked();
+    async fn record_sync_result(&self, job_id: Uuid, runner: &str, report: SyncReport<'_>, _max: u32) -> Result<SyncJob, StoreError> {
+        self.reports.borrow_mut().push((job_id.to_string(), runner.into(), format!("{report:?}")));
+        let mut booking = booked().booking;
         if let SyncReport::Attempted(SyncOutcome::Synced { pq_appointment_id, .. }) = report {
-            booking.status = "scheduled".into();
-            booking.sync_status = "synced".into();
+            booking.status = AppointmentStatus::Scheduled;
+            booking.sync_status = SyncStatus::Synced;
             booking.pq_appointment_id = Some(pq_appointment_id.clone());
         }
-        Ok(SyncJob { job_id: job_id.into(), attempt: 2, max_attempts: 5, needs_reconcile: false, booking })
+        Ok(SyncJob { job_id, attempt: 2, max_attempts: 5, needs_reconcile: false, booking })
     }
 
     async fn sync_health(&self) -> Result<Value, StoreError> {
         Ok(json!({"pending_jobs": 0}))
     }
 
-    async fn requeue_sync_job(&self, appointment_id: &str, _requested_by: &str) -> Result<SyncJob, StoreError> {
-        Ok(SyncJob { job_id: format!("job-of-{appointment_id}"), attempt: 1, max_attempts: 5, needs_reconcile: false, booking: booked() })
+    async fn requeue_sync_job(&self, _appointment_id: Uuid, _requested_by: &str) -> Result<SyncJob, StoreError> {
+        Ok(SyncJob { job_id: Uuid::nil(), attempt: 1, max_attempts: 5, needs_reconcile: false, booking: booked().booking })
     }
 }
 
 /// What `book_appointment` answers for a new booking, its sync job leased to request "req-1".
-pub fn booked() -> Booked {
-    serde_json::from_value(json!({
+pub fn booked() -> BookingOutcome {
+    serde_json::from_value(booked_json()).unwrap()
+}
+
+/// `booked()` as the database writes it.
+pub fn booked_json() -> Value {
+    json!({
         "appointment_id": "3ca6a61f-dbfb-4c18-9db1-3e0589df99e3", "request_id": "req-1",
         "status": "pending_sync", "sync_status": "pending",
         "pq_appointment_id": null, "start": "2026-12-01T16:00:00Z", "end": "2026-12-01T17:00:00Z",
@@ -107,13 +117,13 @@ pub fn booked() -> Booked {
         "sync_job": {"id": "5e7a0000-0000-4000-8000-000000000001", "state": "pending", "locked_by": "req-1",
                      "retry_count": 0, "locked_until": "2026-11-24T12:01:00Z"},
         "is_duplicate": false, "replayed": false, "patient_created": true
-    }))
-    .unwrap()
+    })
 }
 
 /// A job for `booked()`.
 pub fn job(needs_reconcile: bool) -> SyncJob {
-    SyncJob { job_id: "5e7a0000-0000-4000-8000-000000000001".into(), attempt: 1, max_attempts: 5, needs_reconcile, booking: booked() }
+    let booking = booked().booking;
+    SyncJob { job_id: booking.sync_job.as_ref().unwrap().id, attempt: 1, max_attempts: 5, needs_reconcile, booking }
 }
 
 /// IntakeQ in memory: clients and appointments it holds, failures queued per call, every call remembered.
@@ -190,4 +200,20 @@ pub fn form() -> Vec<u8> {
     })
     .to_string()
     .into_bytes()
+}
+
+/// The booking form's body with every field filled in (and one the worker does not know).
+pub fn full_form() -> Value {
+    json!({
+        "patient": {"firstName": "Riley", "lastName": "Quinn", "email": "riley@example.com",
+                    "phone": "+1 555 010 0101", "dateOfBirth": "1991-02-03"},
+        "providerId": "a1000000-0000-4000-8000-000000000001",
+        "payerId": "b2000000-0000-4000-8000-000000000001",
+        "start": "2026-12-01T09:00:00-07:00",
+        "locationType": "telehealth",
+        "notes": "Prefers afternoons",
+        "memberId": "M-1", "groupNumber": "G-2",
+        "contact": {"name": "Casey Manager", "email": "cm@example.com"},
+        "somethingTheFormAddedLater": true
+    })
 }

@@ -1,16 +1,16 @@
 //! The local stack's stand-ins, one process each, until Ctrl-C or SIGTERM:
-//!   `local-stack rpc-api`          PostgREST's function protocol on 127.0.0.1:54321
-//!   `local-stack intakeq-sandbox`  IntakeQ's API on 127.0.0.1:54380/api/v1
-//!   `local-stack keys`             the anon and service_role keys the RPC API accepts
+//!   `devstack rpc-api`          PostgREST's function protocol on 127.0.0.1:54321
+//!   `devstack intakeq-sandbox`  IntakeQ's API on 127.0.0.1:54380/api/v1
+//!   `devstack keys`             the anon and service_role keys the RPC API accepts
 //! Every flag has an environment variable, so `make dev` can be pointed elsewhere.
 
 use std::io::IsTerminal;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use local_stack::intakeq_sandbox::{self, SandboxConfig};
-use local_stack::rpc_api::auth::{JwtSecret, SUPABASE_DEMO_JWT_SECRET};
-use local_stack::rpc_api::{self, RpcApiConfig};
+use devstack::intakeq_sandbox::{self, SandboxConfig};
+use devstack::rpc_api::auth::{JwtSecret, SUPABASE_DEMO_JWT_SECRET};
+use devstack::rpc_api::{self, RpcApiConfig};
 use tokio::net::TcpListener;
 
 #[derive(Parser)]
@@ -35,7 +35,7 @@ enum Command {
 
 #[derive(Args)]
 struct RpcApiArgs {
-    #[arg(long, env = "LOCAL_STACK_HOST", default_value = "127.0.0.1")]
+    #[arg(long, env = "DEVSTACK_HOST", default_value = "127.0.0.1")]
     host: String,
     #[arg(long, env = "RPC_API_PORT", default_value_t = 54321)]
     port: u16,
@@ -50,7 +50,7 @@ struct RpcApiArgs {
 
 #[derive(Args)]
 struct SandboxArgs {
-    #[arg(long, env = "LOCAL_STACK_HOST", default_value = "127.0.0.1")]
+    #[arg(long, env = "DEVSTACK_HOST", default_value = "127.0.0.1")]
     host: String,
     #[arg(long, env = "INTAKEQ_SANDBOX_PORT", default_value_t = 54380)]
     port: u16,

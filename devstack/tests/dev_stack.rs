@@ -46,7 +46,7 @@ fn start_dev(ports: &Ports, data: &PathBuf, through_make: bool) -> Child {
         .env("RPC_API_PORT", ports.rpc.to_string())
         .env("INTAKEQ_SANDBOX_PORT", ports.sandbox.to_string())
         .env("WORKER_PORT", ports.worker.to_string())
-        .env("LOCAL_STACK_BIN", env!("CARGO_BIN_EXE_local-stack"))
+        .env("DEVSTACK_BIN", env!("CARGO_BIN_EXE_devstack"))
         // `make test-stack` builds the worker first: a cargo build inside `cargo test` would wait on its lock.
         .env("WORKER_PREBUILT", "1")
         .env_remove("DATABASE_URL")
@@ -80,7 +80,7 @@ fn start_dev(ports: &Ports, data: &PathBuf, through_make: bool) -> Child {
 }
 
 async fn assert_stack_answers(ports: &Ports) {
-    let service_key = local_stack::rpc_api::auth::JwtSecret::new(local_stack::rpc_api::auth::SUPABASE_DEMO_JWT_SECRET)
+    let service_key = devstack::rpc_api::auth::JwtSecret::new(devstack::rpc_api::auth::SUPABASE_DEMO_JWT_SECRET)
         .demo_key("service_role");
     let http = reqwest::Client::new();
     let recorded = http

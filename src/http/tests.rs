@@ -135,14 +135,14 @@ fn the_openapi_document_is_served_and_names_every_code_and_step() {
         document["components"]["schemas"][schema]["properties"][field]["enum"]
             .as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_owned()).collect()
     };
-    let codes: Vec<String> = crate::booking_error::ErrorCode::ALL.iter().map(|c| c.as_str()).collect();
+    let codes: Vec<String> = crate::booking::error::ErrorCode::ALL.iter().map(|c| c.as_str()).collect();
     assert_eq!(listed("Error", "code"), codes, "the document lists exactly the worker's error codes");
-    let steps: Vec<String> = crate::booking_error::Step::ALL.iter().map(|s| s.as_str()).collect();
+    let steps: Vec<String> = crate::booking::error::Step::ALL.iter().map(|s| s.as_str()).collect();
     assert_eq!(listed("Error", "step"), steps, "and exactly its steps");
-    for code in crate::booking_error::ErrorCode::ALL {
+    for code in crate::booking::error::ErrorCode::ALL {
         let status = code.status().to_string();
         let documented = document["paths"].as_object().unwrap().values().flat_map(|p| p.as_object().unwrap().values())
             .any(|op| op["responses"][&status]["description"].as_str().is_some_and(|d| d.contains(&code.as_str())));
-        assert!(documented || code == crate::booking_error::ErrorCode::NotFound, "{code:?} documented with status {status}");
+        assert!(documented || code == crate::booking::error::ErrorCode::NotFound, "{code:?} documented with status {status}");
     }
 }

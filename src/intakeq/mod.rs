@@ -1,11 +1,24 @@
-//! IntakeQ as the sync sees it (`../shared/reference/intakeq-api.md`): a small trait the sync is tested
-//! against with a fake, the wire shapes (`wire`), and how an answer is read (`answer`). The fetch adapter
-//! is `crate::intakeq_fetch` (wasm32 only).
+//! IntakeQ as the sync sees it (the facts it relies on: `docs/intakeq.md`): where and how to reach it
+//! (`IntakeqSettings`), a small trait the sync is tested against with a fake, the wire shapes (`wire`), how an
+//! answer is read (`answer`), and the client over workerd's fetch (`fetch`, wasm32 only).
 
 pub mod answer;
+#[cfg(target_arch = "wasm32")]
+pub mod fetch;
 pub mod wire;
 
 use std::fmt;
+
+use crate::support::secret::Secret;
+
+/// Where and how the worker reaches IntakeQ.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IntakeqSettings {
+    pub base_url: String,
+    pub api_key: Secret,
+    /// Per call.
+    pub timeout_ms: u64,
+}
 
 /// How a call to IntakeQ failed.
 #[derive(Debug, Clone, PartialEq, Eq)]

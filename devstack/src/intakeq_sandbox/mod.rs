@@ -1,4 +1,4 @@
-//! A sandbox of IntakeQ's API on `/api/v1`, following `../shared/reference/intakeq-api.md`: the client and
+//! A sandbox of IntakeQ's API on `/api/v1`, following `docs/intakeq.md`: the client and
 //! appointment endpoints the sync uses, `X-Auth-Key`, the per-minute rate limit, in-memory state, and
 //! IntakeQ-shaped ids, timestamps and errors. Under `/_sandbox` (a path IntakeQ does not have) a control API
 //! lets tests inject faults, read back everything held, change the rate limit and reset.

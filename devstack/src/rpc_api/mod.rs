@@ -1,6 +1,6 @@
 //! A stand-in for Supabase's PostgREST, serving only its function protocol: `POST /rest/v1/rpc/<fn>`
 //! (and `GET` with query-string arguments, in a read-only transaction). Facts it follows:
-//! `../shared/reference/postgrest-contract.md`.
+//! `docs/postgrest.md`.
 //!
 //! Each request: the gateway's `apikey` check and the JWT check (`auth`), the function chosen from the
 //! catalog by the body's keys (`functions`), then ONE transaction as the `authenticator` user that switches to

@@ -3,9 +3,9 @@
 
 use std::time::Duration;
 
-use local_stack::intakeq_sandbox::{self, SandboxConfig};
-use local_stack::rpc_api::auth::{JwtSecret, SUPABASE_DEMO_JWT_SECRET};
-use local_stack::rpc_api::{self, RpcApiConfig};
+use devstack::intakeq_sandbox::{self, SandboxConfig};
+use devstack::rpc_api::auth::{JwtSecret, SUPABASE_DEMO_JWT_SECRET};
+use devstack::rpc_api::{self, RpcApiConfig};
 use tokio::net::TcpListener;
 use tokio::sync::OnceCell;
 use tokio_postgres::NoTls;

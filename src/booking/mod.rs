@@ -1,0 +1,8 @@
+//! The core of a booking, with no I/O: the form's JSON parsed into a `BookingRequest` that cannot hold bad
+//! data (`request`), the booking as the database answers it (`model`), the contract's error codes and steps
+//! (`error`), and what a booking needs from the database (`store`, a trait).
+
+pub mod error;
+pub mod model;
+pub mod request;
+pub mod store;

@@ -1,0 +1,32 @@
+//! An answer before it becomes an HTTP response, and the contract's error answer for a `BookingError` or for
+//! the way a database call failed.
+
+use serde_json::Value;
+
+use crate::booking::error::{BookingError, ErrorCode, Step};
+use crate::booking::store::StoreError;
+use crate::support::clock::Clock;
+use crate::support::request_id::RequestId;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Answer {
+    pub status: u16,
+    pub headers: Vec<(&'static str, String)>,
+    pub body: Value,
+}
+
+impl Answer {
+    pub fn error(error: &BookingError, request_id: &RequestId, clock: &impl Clock, expose_debug: bool) -> Self {
+        Answer { status: error.code.status(), headers: Vec::new(), body: error.body(request_id.as_str(), &clock.rfc3339(), expose_debug) }
+    }
+}
+
+/// The database's answer in the contract's terms.
+pub fn booking_error(store_error: &StoreError) -> BookingError {
+    match store_error {
+        StoreError::Refused { code, step, .. } => BookingError::new(*code, *step),
+        StoreError::Unavailable { .. } => BookingError::new(ErrorCode::DatabaseUnavailable, Step::BookingRpc),
+        StoreError::Unexpected { .. } => BookingError::new(ErrorCode::InternalError, Step::BookingRpc),
+    }
+    .with_debug(store_error.debug())
+}

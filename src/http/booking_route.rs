@@ -1,0 +1,163 @@
+//! `POST /api/patient-booking/book-v2`, from the request body to the answer: parse (`booking::request`) ->
+//! `book_appointment` (a `BookingStore`) -> the first IntakeQ sync attempt (`sync::record`) -> the answer,
+//! with each step's start and outcome logged (the request id comes from the enclosing span) and, after any
+//! failure past parsing, a failure record. The booking stands whatever IntakeQ does: a failed sync leaves it
+//! `pending_sync` (or `failed`) with a warning, and its job for the cron.
+
+use serde_json::json;
+use tracing::{error, info, warn};
+
+use super::answer::{booking_error, Answer};
+use crate::booking::error::BookingError;
+use crate::booking::model::{rfc3339, BookingOutcome, SyncStatus};
+use crate::booking::request::BookingRequest;
+use crate::booking::store::{BookingStore, FailureRecord, StoreError};
+use crate::intakeq::Intakeq;
+use crate::support::clock::Clock;
+use crate::support::request_id::RequestId;
+use crate::sync::job::SyncJob;
+use crate::sync::record::attempt_and_record;
+use crate::sync::store::SyncStore;
+
+pub struct FlowSettings {
+    pub expose_error_debug: bool,
+    pub sync_lease_seconds: u32,
+    pub sync_max_attempts: u32,
+}
+
+/// `intakeq` is `None` when the worker has no IntakeQ key: the booking then waits in the outbox.
+pub async fn book(
+    store: &(impl BookingStore + SyncStore),
+    intakeq: Option<&impl Intakeq>,
+    clock: &impl Clock,
+    request_id: &RequestId,
+    body: &[u8],
+    idempotency_header: Option<&str>,
+    settings: &FlowSettings,
+) -> Answer {
+    info!(step = "request_validation", outcome = "started", bytes = body.len());
+    let booking = match BookingRequest::parse(body, idempotency_header, clock.now()) {
+        Ok(booking) => booking,
+        Err(field_errors) => {
+            let fields: Vec<&str> = field_errors.iter().map(|e| e.field.as_str()).collect();
+            warn!(step = "request_validation", outcome = "rejected", code = "INVALID_REQUEST", fields = ?fields);
+            return Answer::error(&BookingError::invalid(field_errors), request_id, clock, settings.expose_error_debug);
+        }
+    };
+    info!(step = "request_validation", outcome = "ok", booking = %booking.masked_summary());
+
+    let started = clock.now();
+    info!(step = "book_appointment", outcome = "started");
+    let result = store.book(&booking, request_id, settings.sync_lease_seconds).await;
+    let duration_ms = (clock.now() - started).num_milliseconds();
+    match result {
+        Ok(mut booked) => {
+            let booking = &booked.booking;
+            info!(
+                step = "book_appointment", outcome = "ok", duration_ms,
+                appointment_id = %booking.appointment_id, patient_id = %booking.patient.id,
+                patient_created = booked.patient_created, is_duplicate = booked.is_duplicate, replayed = booked.replayed,
+                status = booking.status.as_str(), sync_status = booking.sync_status.as_str()
+            );
+            if let Some(intakeq) = intakeq.filter(|_| !booked.is_duplicate && !booked.replayed) {
+                sync_now(store, intakeq, request_id, &mut booked, settings.sync_max_attempts).await;
+            }
+            success(&booked, request_id)
+        }
+        Err(store_error) => {
+            let error = booking_error(&store_error);
+            let code = error.code.as_str();
+            let step = error.step.as_str();
+            if error.code.status() >= 500 {
+                error!(step = %step, outcome = "failed", code = %code, duration_ms, debug = %store_error.debug());
+            } else {
+                warn!(step = %step, outcome = "refused", code = %code, duration_ms, debug = %store_error.debug());
+            }
+            record_failure(store, request_id, &error, &store_error).await;
+            Answer::error(&error, request_id, clock, settings.expose_error_debug)
+        }
+    }
+}
+
+/// The first sync attempt, by the request that booked (it holds the job's lease). Whatever happens, the answer
+/// is what the database then says about the appointment.
+async fn sync_now(store: &impl SyncStore, intakeq: &impl Intakeq, request_id: &RequestId, booked: &mut BookingOutcome, max_attempts: u32) {
+    let booking = &booked.booking;
+    let Some(job) = booking.sync_job.as_ref().filter(|j| j.locked_by.as_deref() == Some(request_id.as_str())) else {
+        return;
+    };
+    let job = SyncJob { job_id: job.id, attempt: 1, max_attempts, needs_reconcile: false, booking: booking.clone() };
+    // When the result cannot be recorded, the job stays leased to this request; when the lease runs out the
+    // cron takes it, and reconciles.
+    if let Ok(recorded) = attempt_and_record(store, intakeq, &job, request_id.as_str(), max_attempts).await.recorded {
+        booked.booking.status = recorded.booking.status;
+        booked.booking.sync_status = recorded.booking.sync_status;
+        booked.booking.pq_appointment_id = recorded.booking.pq_appointment_id;
+    }
+}
+
+/// Keeps the failure findable by request id. A failure here is logged, never shown to the patient.
+async fn record_failure(store: &impl BookingStore, request_id: &RequestId, error: &BookingError, cause: &StoreError) {
+    let detail = match cause {
+        StoreError::Refused { detail, .. } => detail.clone(),
+        StoreError::Unavailable { detail } | StoreError::Unexpected { detail, .. } => Some(detail.clone()),
+    };
+    let record = FailureRecord {
+        request_id: request_id.as_str().to_owned(),
+        step: error.step,
+        code: error.code,
+        message: error.code.message().to_owned(),
+        http_status: error.code.status(),
+        detail,
+    };
+    match store.record_failure(&record).await {
+        Ok(()) => info!(step = "record_failure", outcome = "ok"),
+        Err(e) => error!(step = "record_failure", outcome = "failed", debug = %e.debug()),
+    }
+}
+
+fn success(booked: &BookingOutcome, request_id: &RequestId) -> Answer {
+    let booking = &booked.booking;
+    let mut warnings = Vec::new();
+    if booked.is_duplicate {
+        warnings.push("You already have this appointment; nothing new was booked.");
+    }
+    match booking.sync_status {
+        SyncStatus::Pending => warnings.push(
+            "The appointment is saved, but the practice's records system has not confirmed it yet; \
+             we keep trying, and the confirmation email will follow once it has.",
+        ),
+        SyncStatus::Failed => warnings.push(
+            "The appointment is saved, but the practice's records system refused it; the practice will contact you.",
+        ),
+        SyncStatus::Synced => {}
+    }
+    let mut headers = Vec::new();
+    if booked.replayed {
+        headers.push(("Idempotent-Replayed", "true".to_owned()));
+    }
+    Answer {
+        status: if booked.replayed || booked.is_duplicate { 200 } else { 201 },
+        headers,
+        body: json!({
+            "success": true,
+            "requestId": request_id.as_str(),
+            "data": {
+                "appointmentId": booking.appointment_id,
+                "patientId": booking.patient.id,
+                "pqAppointmentId": booking.pq_appointment_id,
+                "status": booking.status,
+                "syncStatus": booking.sync_status,
+                "start": rfc3339(&booking.start),
+                "end": rfc3339(&booking.end),
+                "duration": booking.duration_minutes,
+                "provider": { "id": booking.provider.id, "name": booking.provider.name },
+                "isDuplicate": booked.is_duplicate,
+            },
+            "warnings": warnings,
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,144 @@
+use futures::executor::block_on;
+use serde_json::json;
+
+use super::*;
+use crate::booking::error::{ErrorCode, Step};
+use crate::intakeq::IntakeqError;
+use crate::testing::{booked, form, FakeIntakeq, FakeStore, FixedClock};
+
+fn settings(expose_error_debug: bool) -> FlowSettings {
+    FlowSettings { expose_error_debug, sync_lease_seconds: 60, sync_max_attempts: 5 }
+}
+
+/// A booking without IntakeQ configured.
+fn run(store: &FakeStore, body: &[u8], expose_error_debug: bool) -> Answer {
+    run_with(store, None, body, expose_error_debug)
+}
+
+fn run_with(store: &FakeStore, intakeq: Option<&FakeIntakeq>, body: &[u8], expose_error_debug: bool) -> Answer {
+    block_on(book(store, intakeq, &FixedClock, &RequestId::from_header(Some("req-1")), body, None, &settings(expose_error_debug)))
+}
+
+#[test]
+fn a_new_booking_is_201_pending_sync_with_a_warning() {
+    let store = FakeStore::answering(Ok(booked()));
+    let answer = run(&store, &form(), false);
+    assert_eq!(answer.status, 201);
+    assert_eq!(answer.body["requestId"], "req-1");
+    assert_eq!(
+        answer.body["data"],
+        json!({"appointmentId": "3ca6a61f-dbfb-4c18-9db1-3e0589df99e3", "patientId": "a0d2c8b0-7896-46af-9aca-ea5177939b1a",
+               "pqAppointmentId": null, "status": "pending_sync", "syncStatus": "pending",
+               "start": "2026-12-01T16:00:00Z", "end": "2026-12-01T17:00:00Z", "duration": 60,
+               "provider": {"id": "a1000000-0000-4000-8000-000000000001", "name": "Ana Rivera, MD"}, "isDuplicate": false})
+    );
+    assert_eq!(answer.body["warnings"].as_array().unwrap().len(), 1, "sync is pending");
+    assert_eq!(store.booked_with.borrow()[0].1, "req-1", "the request id reaches the database");
+    assert!(store.failures.borrow().is_empty());
+}
+
+#[test]
+fn a_replay_and_a_duplicate_are_200() {
+    let replay = FakeStore::answering(Ok(BookingOutcome { replayed: true, ..booked() }));
+    let answer = run(&replay, &form(), false);
+    assert_eq!((answer.status, answer.headers.clone()), (200, vec![("Idempotent-Replayed", "true".to_owned())]));
+    let duplicate = FakeStore::answering(Ok(BookingOutcome { is_duplicate: true, ..booked() }));
+    let answer = run(&duplicate, &form(), false);
+    assert_eq!((answer.status, answer.body["data"]["isDuplicate"].clone()), (200, json!(true)));
+    assert!(answer.headers.is_empty());
+}
+
+#[test]
+fn bad_input_never_reaches_the_database() {
+    let store = FakeStore::default();
+    let answer = run(&store, b"{\"providerId\": 5}", false);
+    assert_eq!((answer.status, &answer.body["code"], &answer.body["step"]), (400, &json!("INVALID_REQUEST"), &json!("request_validation")));
+    assert!(answer.body["fieldErrors"].as_array().unwrap().len() >= 4);
+    assert!(store.booked_with.borrow().is_empty() && store.failures.borrow().is_empty(), "nothing asked, nothing written");
+}
+
+#[test]
+fn every_refusal_of_the_database_keeps_its_code_status_and_step_and_is_recorded() {
+    for code in ErrorCode::ALL {
+        let store = FakeStore::answering(Err(StoreError::Refused { code, step: Step::ConflictCheck, detail: Some("diag".into()) }));
+        let answer = run(&store, &form(), false);
+        assert_eq!(answer.status, code.status(), "{code:?}");
+        assert_eq!((answer.body["code"].clone(), answer.body["step"].clone()), (json!(code), json!("conflict_check")));
+        assert_eq!(answer.body["message"], code.message());
+        let failures = store.failures.borrow();
+        assert_eq!(failures.len(), 1, "{code:?} is recorded");
+        assert_eq!((failures[0].request_id.as_str(), failures[0].code, failures[0].step), ("req-1", code, Step::ConflictCheck));
+        assert_eq!(failures[0].detail.as_deref(), Some("diag"));
+    }
+}
+
+#[test]
+fn an_unreachable_database_is_503_and_anything_unexpected_500() {
+    let unavailable = FakeStore::answering(Err(StoreError::Unavailable { detail: "timed out after 10000 ms".into() }));
+    let answer = run(&unavailable, &form(), false);
+    assert_eq!((answer.status, &answer.body["code"], &answer.body["step"]), (503, &json!("DATABASE_UNAVAILABLE"), &json!("booking_rpc")));
+    let unexpected = FakeStore::answering(Err(StoreError::Unexpected { status: Some(401), detail: "Invalid API key".into() }));
+    let answer = run(&unexpected, &form(), false);
+    assert_eq!((answer.status, &answer.body["code"]), (500, &json!("INTERNAL_ERROR")));
+    assert!(!answer.body.to_string().contains("Invalid API key"), "internals stay inside");
+}
+
+#[test]
+fn debug_details_show_only_where_allowed() {
+    let refused = || FakeStore::answering(Err(StoreError::Refused { code: ErrorCode::SlotTaken, step: Step::ConflictCheck, detail: Some("overlap".into()) }));
+    assert!(run(&refused(), &form(), false).body.get("debug").is_none());
+    assert_eq!(run(&refused(), &form(), true).body["debug"], json!({"detail": "overlap"}));
+}
+
+#[test]
+fn a_failure_record_that_cannot_be_written_does_not_change_the_answer() {
+    let store = FakeStore {
+        failing_record: true,
+        ..FakeStore::answering(Err(StoreError::Refused { code: ErrorCode::SlotTaken, step: Step::ConflictCheck, detail: None }))
+    };
+    assert_eq!(run(&store, &form(), false).status, 409);
+}
+
+#[test]
+fn a_booking_synced_right_away_is_201_scheduled_synced_without_warnings() {
+    let store = FakeStore::answering(Ok(booked()));
+    let intakeq = FakeIntakeq::default();
+    let answer = run_with(&store, Some(&intakeq), &form(), false);
+    assert_eq!(answer.status, 201);
+    assert_eq!((&answer.body["data"]["status"], &answer.body["data"]["syncStatus"]), (&json!("scheduled"), &json!("synced")));
+    assert!(answer.body["data"]["pqAppointmentId"].is_string());
+    assert_eq!(answer.body["warnings"], json!([]));
+    let reports = store.reports.borrow();
+    assert_eq!((reports.len(), reports[0].1.as_str()), (1, "req-1"), "the request reports its attempt under its lease");
+}
+
+#[test]
+fn when_intakeq_fails_the_booking_still_stands_pending_with_a_warning() {
+    let store = FakeStore::answering(Ok(booked()));
+    let intakeq = FakeIntakeq::default();
+    intakeq.fail_next("create_appointment", IntakeqError::ServerError { status: 500 });
+    let answer = run_with(&store, Some(&intakeq), &form(), false);
+    assert_eq!((answer.status, &answer.body["data"]["syncStatus"]), (201, &json!("pending")));
+    assert_eq!(answer.body["warnings"].as_array().unwrap().len(), 1);
+    assert!(store.reports.borrow()[0].2.contains("Ambiguous"), "a 500 on the create call may have created it");
+}
+
+#[test]
+fn a_duplicate_or_a_replay_is_not_synced_again() {
+    for flags in [BookingOutcome { is_duplicate: true, ..booked() }, BookingOutcome { replayed: true, ..booked() }] {
+        let store = FakeStore::answering(Ok(flags));
+        let intakeq = FakeIntakeq::default();
+        run_with(&store, Some(&intakeq), &form(), false);
+        assert!(intakeq.calls.borrow().is_empty());
+    }
+}
+
+#[test]
+fn a_job_held_by_another_runner_is_left_to_it() {
+    let mut held = booked();
+    held.booking.sync_job.as_mut().unwrap().locked_by = Some("cron-9".into());
+    let store = FakeStore::answering(Ok(held));
+    let intakeq = FakeIntakeq::default();
+    run_with(&store, Some(&intakeq), &form(), false);
+    assert!(intakeq.calls.borrow().is_empty());
+}

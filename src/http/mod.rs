@@ -1,0 +1,191 @@
+//! The worker's HTTP surface, independent of the runtime: routes, CORS, the request id header, content
+//! type and size limits, and turning answers into responses.
+//!
+//!   POST /api/patient-booking/book-v2              a booking (booking_route)
+//!   GET  /health                                   the database, through an RPC
+//!   GET  /api/patient-booking/sync-health          staff: the IntakeQ sync's state (bearer ADMIN_TOKEN; staff)
+//!   POST /api/patient-booking/sync-jobs/requeue    staff: {"appointmentId"} puts a dead sync job back (staff)
+//!   GET  /openapi.json                             the OpenAPI document (openapi.json in the repository)
+//!   OPTIONS on any route                           CORS preflight, for origins in ALLOWED_ORIGINS only
+//! Another method on a known route is 405 with `Allow`.
+
+mod answer;
+pub mod booking_route;
+mod staff;
+
+use serde_json::{json, Value};
+use tracing::{info, warn, Instrument};
+
+use answer::Answer;
+use booking_route::FlowSettings;
+use crate::booking::error::{BookingError, ErrorCode, Step};
+use crate::booking::store::BookingStore;
+use crate::config::Config;
+use crate::intakeq::Intakeq;
+use crate::support::clock::Clock;
+use crate::support::request_id::RequestId;
+use crate::sync::store::SyncStore;
+
+pub const BOOKING_PATH: &str = "/api/patient-booking/book-v2";
+pub const HEALTH_PATH: &str = "/health";
+pub const SYNC_HEALTH_PATH: &str = "/api/patient-booking/sync-health";
+pub const REQUEUE_PATH: &str = "/api/patient-booking/sync-jobs/requeue";
+pub const OPENAPI_PATH: &str = "/openapi.json";
+/// The OpenAPI 3.1 document of these routes.
+pub const OPENAPI_DOCUMENT: &str = include_str!("../../openapi.json");
+
+/// The methods a known route answers (OPTIONS included), or `None` for an unknown path.
+fn allowed_methods(path: &str) -> Option<&'static str> {
+    match path {
+        BOOKING_PATH | REQUEUE_PATH => Some("POST, OPTIONS"),
+        HEALTH_PATH | OPENAPI_PATH | SYNC_HEALTH_PATH => Some("GET, OPTIONS"),
+        _ => None,
+    }
+}
+/// The largest booking body accepted.
+pub const MAX_BODY_BYTES: usize = 16 * 1024;
+
+#[derive(Debug, Clone, Default)]
+pub struct HttpRequest {
+    pub method: String,
+    pub path: String,
+    /// Header names in any case.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl HttpRequest {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct HttpResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    /// Empty for 204.
+    pub body: String,
+}
+
+impl HttpResponse {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+}
+
+/// Handles one request under `request_id` (see `RequestId::from_header`). `store` is `None` when the
+/// configuration is unusable (`config` then says why); `intakeq` when IntakeQ is not configured.
+pub async fn handle<S: BookingStore + SyncStore, Q: Intakeq>(
+    request: &HttpRequest,
+    request_id: &RequestId,
+    config: &Result<Config, Vec<&'static str>>,
+    store: Option<&S>,
+    intakeq: Option<&Q>,
+    clock: &impl Clock,
+) -> HttpResponse {
+    let span = tracing::info_span!("request", request_id = %request_id.as_str());
+    async {
+        info!(step = "request", outcome = "started", method = %request.method, path = %request.path);
+        let allowed_origin = request
+            .header("origin")
+            .filter(|origin| config.as_ref().is_ok_and(|c| c.allowed_origins.iter().any(|o| o == origin)));
+        let answer = route(request, config, store, intakeq, clock, request_id).await;
+        info!(step = "request", outcome = "answered", status = answer.status);
+        respond(answer, request_id, allowed_origin, request.method == "OPTIONS")
+    }
+    .instrument(span)
+    .await
+}
+
+async fn route<S: BookingStore + SyncStore, Q: Intakeq>(
+    request: &HttpRequest,
+    config: &Result<Config, Vec<&'static str>>,
+    store: Option<&S>,
+    intakeq: Option<&Q>,
+    clock: &impl Clock,
+    request_id: &RequestId,
+) -> Answer {
+    let expose_debug = config.as_ref().is_ok_and(|c| c.expose_error_debug);
+    let fail = |code, step| Answer::error(&BookingError::new(code, step), request_id, clock, expose_debug);
+    let Some(allowed) = allowed_methods(&request.path) else {
+        return fail(ErrorCode::NotFound, Step::Routing);
+    };
+    if request.method == "OPTIONS" {
+        return Answer { status: 204, headers: Vec::new(), body: Value::Null };
+    }
+    if !allowed.split(", ").any(|m| m == request.method) {
+        let mut answer = fail(ErrorCode::MethodNotAllowed, Step::RequestValidation);
+        answer.headers.push(("Allow", allowed.into()));
+        return answer;
+    }
+    if request.path == OPENAPI_PATH {
+        return Answer { status: 200, headers: Vec::new(), body: serde_json::from_str(OPENAPI_DOCUMENT).unwrap_or(Value::Null) };
+    }
+    let (config, store) = match (config, store) {
+        (Ok(config), Some(store)) => (config, store),
+        (Err(missing), _) => {
+            tracing::error!(step = "configuration", outcome = "failed", missing = ?missing);
+            return fail(ErrorCode::InternalError, Step::Configuration);
+        }
+        (Ok(_), None) => return fail(ErrorCode::InternalError, Step::Configuration),
+    };
+    match (request.method.as_str(), request.path.as_str()) {
+        ("POST", BOOKING_PATH) => {
+            let json = request.header("content-type").is_some_and(|t| {
+                t.split(';').next().is_some_and(|media| media.trim().eq_ignore_ascii_case("application/json"))
+            });
+            if !json {
+                warn!(step = "request_validation", outcome = "rejected", code = "UNSUPPORTED_MEDIA_TYPE");
+                return fail(ErrorCode::UnsupportedMediaType, Step::RequestValidation);
+            }
+            let declared = request.header("content-length").and_then(|l| l.trim().parse::<usize>().ok()).unwrap_or(0);
+            if request.body.len() > MAX_BODY_BYTES || declared > MAX_BODY_BYTES {
+                warn!(step = "request_validation", outcome = "rejected", code = "PAYLOAD_TOO_LARGE", bytes = request.body.len());
+                return fail(ErrorCode::PayloadTooLarge, Step::RequestValidation);
+            }
+            let settings = FlowSettings {
+                expose_error_debug: config.expose_error_debug,
+                sync_lease_seconds: config.sync_lease_seconds,
+                sync_max_attempts: config.sync_max_attempts,
+            };
+            let idempotency_key = request.header("idempotency-key");
+            booking_route::book(store, intakeq, clock, request_id, &request.body, idempotency_key, &settings).await
+        }
+        ("GET", HEALTH_PATH) => match store.health().await {
+            Ok(()) => Answer { status: 200, headers: Vec::new(), body: json!({"status": "ok", "database": "ok"}) },
+            Err(error) => {
+                warn!(step = "health", outcome = "failed", debug = %error.debug());
+                Answer { status: 503, headers: Vec::new(), body: json!({"status": "unavailable", "database": "unavailable"}) }
+            }
+        },
+        ("GET", SYNC_HEALTH_PATH) | ("POST", REQUEUE_PATH) => staff::route(request, config, store, clock, request_id).await,
+        _ => fail(ErrorCode::NotFound, Step::Routing),
+    }
+}
+
+fn respond(answer: Answer, request_id: &RequestId, allowed_origin: Option<&str>, preflight: bool) -> HttpResponse {
+    let mut headers = vec![("X-Request-Id".to_owned(), request_id.as_str().to_owned())];
+    headers.extend(answer.headers.into_iter().map(|(k, v)| (k.to_owned(), v)));
+    if let Some(origin) = allowed_origin {
+        headers.push(("Access-Control-Allow-Origin".into(), origin.to_owned()));
+        headers.push(("Vary".into(), "Origin".into()));
+        if preflight {
+            headers.push(("Access-Control-Allow-Methods".into(), "POST, GET, OPTIONS".into()));
+            headers.push(("Access-Control-Allow-Headers".into(), "Content-Type, X-Request-Id, Idempotency-Key".into()));
+            headers.push(("Access-Control-Max-Age".into(), "600".into()));
+        } else {
+            headers.push(("Access-Control-Expose-Headers".into(), "X-Request-Id, Idempotent-Replayed".into()));
+        }
+    }
+    let body = if answer.status == 204 {
+        String::new()
+    } else {
+        headers.push(("Content-Type".into(), "application/json; charset=utf-8".into()));
+        answer.body.to_string()
+    };
+    HttpResponse { status: answer.status, headers, body }
+}
+
+#[cfg(test)]
+mod tests;

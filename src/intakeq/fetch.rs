@@ -1,0 +1,83 @@
+//! The `Intakeq` trait over workerd's fetch: `X-Auth-Key`, JSON, the request id upstream, and a timeout per
+//! call (INTAKEQ_TIMEOUT_MS). A call that times out is abandoned here, but IntakeQ may still carry it out:
+//! the sync treats that as ambiguous.
+
+use std::time::Duration;
+
+use futures::future::{select, Either};
+use serde::de::DeserializeOwned;
+use wasm_bindgen::JsValue;
+use worker::{Fetch, Headers, Method, Request, RequestInit, Url};
+
+use super::wire::{Appointment, Client, NewAppointment, NewClient};
+use super::{answer, Intakeq, IntakeqError, IntakeqSettings};
+use crate::support::secret::Secret;
+
+pub struct IntakeqFetch {
+    base_url: String,
+    api_key: Secret,
+    timeout: Duration,
+    request_id: String,
+}
+
+impl IntakeqFetch {
+    pub fn new(settings: &IntakeqSettings, request_id: &str) -> Self {
+        IntakeqFetch {
+            base_url: settings.base_url.clone(),
+            api_key: settings.api_key.clone(),
+            timeout: Duration::from_millis(settings.timeout_ms),
+            request_id: request_id.to_owned(),
+        }
+    }
+
+    async fn call<T: DeserializeOwned>(&self, method: Method, path: &str, query: &[(&str, &str)], body: Option<String>) -> Result<T, IntakeqError> {
+        let url = Url::parse_with_params(&format!("{}{path}", self.base_url), query)
+            .map_err(|e| IntakeqError::Unreachable(format!("bad INTAKEQ_BASE_URL: {e}")))?;
+        let headers = Headers::new();
+        let set = |name: &str, value: &str| headers.set(name, value).map_err(|e| IntakeqError::Unreachable(e.to_string()));
+        set("X-Auth-Key", self.api_key.expose())?;
+        set("Accept", "application/json")?;
+        set("X-Request-Id", &self.request_id)?;
+        let mut init = RequestInit::new();
+        init.with_method(method);
+        if let Some(body) = body {
+            set("Content-Type", "application/json")?;
+            init.with_body(Some(JsValue::from_str(&body)));
+        }
+        init.with_headers(headers);
+        let request = Request::new_with_init(url.as_str(), &init).map_err(|e| IntakeqError::Unreachable(e.to_string()))?;
+        let fetch = Fetch::Request(request);
+        let sent = Box::pin(fetch.send());
+        let mut response = match select(sent, futures_timer::Delay::new(self.timeout)).await {
+            Either::Left((Ok(response), _)) => response,
+            Either::Left((Err(error), _)) => return Err(IntakeqError::Unreachable(error.to_string())),
+            Either::Right(_) => return Err(IntakeqError::TimedOut),
+        };
+        let status = response.status_code();
+        let retry_after = response.headers().get("retry-after").ok().flatten();
+        let text = response.text().await.map_err(|e| IntakeqError::Unreachable(e.to_string()))?;
+        answer::read(status, retry_after.as_deref(), &text)
+    }
+}
+
+fn json<T: serde::Serialize>(value: &T) -> Option<String> {
+    serde_json::to_string(value).ok()
+}
+
+impl Intakeq for IntakeqFetch {
+    async fn search_clients(&self, search: &str) -> Result<Vec<Client>, IntakeqError> {
+        self.call(Method::Get, "/clients", &[("search", search), ("includeProfile", "true")], None).await
+    }
+
+    async fn create_client(&self, client: &NewClient) -> Result<Client, IntakeqError> {
+        self.call(Method::Post, "/clients", &[], json(client)).await
+    }
+
+    async fn appointments_on(&self, client_email: &str, day: &str) -> Result<Vec<Appointment>, IntakeqError> {
+        self.call(Method::Get, "/appointments", &[("client", client_email), ("startDate", day), ("endDate", day)], None).await
+    }
+
+    async fn create_appointment(&self, appointment: &NewAppointment) -> Result<Appointment, IntakeqError> {
+        self.call(Method::Post, "/appointments", &[], json(appointment)).await
+    }
+}

@@ -1,0 +1,96 @@
+//! The store traits over PostgREST RPC (the `postgrest` crate, reqwest over workerd's fetch), with the service
+//! role key, the request id sent upstream as `X-Request-Id`, and a timeout per call.
+
+use std::time::Duration;
+
+use futures::future::{select, Either};
+use postgrest::Postgrest;
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use super::errors::error_from_postgrest;
+use super::{arguments, decode};
+use crate::booking::model::BookingOutcome;
+use crate::booking::request::BookingRequest;
+use crate::booking::store::{BookingStore, FailureRecord, StoreError};
+use crate::config::Config;
+use crate::support::request_id::RequestId;
+use crate::sync::job::{SyncJob, SyncReport};
+use crate::sync::store::SyncStore;
+
+pub struct PostgrestStore {
+    client: Postgrest,
+    timeout: Duration,
+}
+
+impl PostgrestStore {
+    /// `request_id` goes upstream as `X-Request-Id` (a cron run passes its runner id).
+    pub fn new(config: &Config, request_id: &RequestId) -> Self {
+        let key = config.service_role_key.expose();
+        let client = Postgrest::new(format!("{}/rest/v1", config.supabase_url))
+            .insert_header("apikey", key)
+            .insert_header("Authorization", format!("Bearer {key}"))
+            .insert_header("X-Request-Id", request_id.as_str());
+        PostgrestStore { client, timeout: Duration::from_millis(config.database_timeout_ms) }
+    }
+
+    /// Calls `function`; answers the body of a 2xx, or the error in the store's terms.
+    async fn rpc(&self, function: &str, arguments: &Value) -> Result<String, StoreError> {
+        let call = Box::pin(self.client.rpc(function, arguments.to_string()).execute());
+        let deadline = futures_timer::Delay::new(self.timeout);
+        let response = match select(call, deadline).await {
+            Either::Left((Ok(response), _)) => response,
+            Either::Left((Err(error), _)) => return Err(StoreError::Unavailable { detail: format!("{function}: {error}") }),
+            Either::Right(_) => {
+                return Err(StoreError::Unavailable { detail: format!("{function}: no answer within {:?}", self.timeout) })
+            }
+        };
+        let status = response.status().as_u16();
+        let body = response
+            .text()
+            .await
+            .map_err(|error| StoreError::Unavailable { detail: format!("{function}: reading the answer: {error}") })?;
+        if (200..300).contains(&status) {
+            Ok(body)
+        } else {
+            Err(error_from_postgrest(status, &body))
+        }
+    }
+
+    /// Calls `function` and decodes its answer.
+    async fn call<T: serde::de::DeserializeOwned>(&self, function: &str, arguments: &Value) -> Result<T, StoreError> {
+        decode(function, &self.rpc(function, arguments).await?)
+    }
+}
+
+impl BookingStore for PostgrestStore {
+    async fn book(&self, booking: &BookingRequest, request_id: &RequestId, sync_lease_seconds: u32) -> Result<BookingOutcome, StoreError> {
+        self.call("book_appointment", &arguments::book_appointment(booking, request_id, sync_lease_seconds)).await
+    }
+
+    async fn record_failure(&self, failure: &FailureRecord) -> Result<(), StoreError> {
+        self.rpc("record_booking_failure", &arguments::record_booking_failure(failure)).await.map(|_| ())
+    }
+
+    async fn health(&self) -> Result<(), StoreError> {
+        self.rpc("health_check", &json!({})).await.map(|_| ())
+    }
+}
+
+impl SyncStore for PostgrestStore {
+    async fn claim_sync_jobs(&self, runner: &str, limit: u32, lease_seconds: u32) -> Result<Vec<SyncJob>, StoreError> {
+        self.call("claim_sync_jobs", &arguments::claim_sync_jobs(runner, limit, lease_seconds)).await
+    }
+
+    async fn record_sync_result(&self, job_id: Uuid, runner: &str, report: SyncReport<'_>, max_attempts: u32) -> Result<SyncJob, StoreError> {
+        self.call("record_sync_result", &arguments::record_sync_result(job_id, runner, report, max_attempts)).await
+    }
+
+    async fn sync_health(&self) -> Result<Value, StoreError> {
+        self.call("sync_health", &json!({})).await
+    }
+
+    async fn requeue_sync_job(&self, appointment_id: Uuid, requested_by: &str) -> Result<SyncJob, StoreError> {
+        self.call("requeue_sync_job", &arguments::requeue_sync_job(appointment_id, requested_by)).await
+    }
+}

@@ -1,0 +1,17 @@
+//! The end-to-end suite, one test binary: the BUILT worker in workerd against the local stack (the RPC API over
+//! the real Postgres, the IntakeQ sandbox), driven over HTTP as the booking form, a browser, staff and a fuzzer
+//! would. `support` is the harness; each module is one story and gets a database of its own. Run it with
+//! `make test-e2e` (which builds the worker and the template database first).
+
+mod support;
+
+mod booking;
+mod browser;
+mod concurrency;
+mod cors_and_logs;
+mod database_unavailable;
+mod failures;
+mod hostile_input;
+mod schemathesis;
+mod service_instance;
+mod sync;
