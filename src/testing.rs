@@ -3,7 +3,7 @@
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
@@ -133,12 +133,15 @@ pub struct FakeIntakeq {
     pub appointments: RefCell<Vec<Appointment>>,
     pub created: RefCell<Vec<wire::NewAppointment>>,
     pub calls: RefCell<Vec<&'static str>>,
+    /// The date windows of the appointment lookups.
+    pub lookups: RefCell<Vec<(NaiveDate, NaiveDate)>>,
     failures: RefCell<HashMap<&'static str, VecDeque<IntakeqError>>>,
     next_id: Cell<u64>,
 }
 
 impl FakeIntakeq {
-    /// The next call of `call` ("search_clients", "create_client", "appointments_on", "create_appointment") fails.
+    /// The next call of `call` ("search_clients", "create_client", "appointments_between", "create_appointment")
+    /// fails.
     pub fn fail_next(&self, call: &'static str, error: IntakeqError) {
         self.failures.borrow_mut().entry(call).or_default().push_back(error);
     }
@@ -158,22 +161,32 @@ impl FakeIntakeq {
 }
 
 impl Intakeq for FakeIntakeq {
-    async fn search_clients(&self, search: &str) -> Result<Vec<Client>, IntakeqError> {
+    async fn search_clients(&self, search: &str, page: u32) -> Result<Vec<Client>, IntakeqError> {
         self.enter("search_clients")?;
         let needle = search.to_lowercase();
-        Ok(self.clients.borrow().iter().filter(|c| c.email.as_deref().is_some_and(|e| e.to_lowercase().contains(&needle))).cloned().collect())
+        let clients = self.clients.borrow();
+        let found = clients.iter().filter(|c| c.email.as_deref().is_some_and(|e| e.to_lowercase().contains(&needle)));
+        Ok(found.skip((page as usize - 1) * wire::PAGE_SIZE).take(wire::PAGE_SIZE).cloned().collect())
     }
 
     async fn create_client(&self, client: &wire::NewClient) -> Result<Client, IntakeqError> {
         self.enter("create_client")?;
-        let created = Client { client_id: 1000 + self.new_id(), email: Some(client.email.clone()) };
+        let created = Client {
+            client_id: 1000 + self.new_id(),
+            email: Some(client.email.clone()),
+            first_name: Some(client.first_name.clone()),
+            last_name: Some(client.last_name.clone()),
+            date_of_birth: client.date_of_birth,
+        };
         self.clients.borrow_mut().push(created.clone());
         Ok(created)
     }
 
-    async fn appointments_on(&self, _client_email: &str, _day: &str) -> Result<Vec<Appointment>, IntakeqError> {
-        self.enter("appointments_on")?;
-        Ok(self.appointments.borrow().clone())
+    /// Every appointment it holds, whatever the dates (the sync filters them itself), a page at a time.
+    async fn appointments_between(&self, _client_email: &str, from: NaiveDate, to: NaiveDate, page: u32) -> Result<Vec<Appointment>, IntakeqError> {
+        self.enter("appointments_between")?;
+        self.lookups.borrow_mut().push((from, to));
+        Ok(self.appointments.borrow().iter().skip((page as usize - 1) * wire::PAGE_SIZE).take(wire::PAGE_SIZE).cloned().collect())
     }
 
     async fn create_appointment(&self, appointment: &wire::NewAppointment) -> Result<Appointment, IntakeqError> {
@@ -181,6 +194,7 @@ impl Intakeq for FakeIntakeq {
         self.created.borrow_mut().push(appointment.clone());
         let created = Appointment {
             id: format!("{:024x}", self.new_id()),
+            client_id: Some(appointment.client_id),
             practitioner_id: Some(appointment.practitioner_id.clone()),
             service_id: Some(appointment.service_id.clone()),
             start_date: Some(appointment.utc_date_time),

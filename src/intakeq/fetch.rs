@@ -4,6 +4,8 @@
 
 use std::time::Duration;
 
+use chrono::NaiveDate;
+
 use futures::future::{select, Either};
 use serde::de::DeserializeOwned;
 use wasm_bindgen::JsValue;
@@ -65,16 +67,19 @@ fn json<T: serde::Serialize>(value: &T) -> Option<String> {
 }
 
 impl Intakeq for IntakeqFetch {
-    async fn search_clients(&self, search: &str) -> Result<Vec<Client>, IntakeqError> {
-        self.call(Method::Get, "/clients", &[("search", search), ("includeProfile", "true")], None).await
+    async fn search_clients(&self, search: &str, page: u32) -> Result<Vec<Client>, IntakeqError> {
+        let page = page.to_string();
+        self.call(Method::Get, "/clients", &[("search", search), ("includeProfile", "true"), ("page", &page)], None).await
     }
 
     async fn create_client(&self, client: &NewClient) -> Result<Client, IntakeqError> {
         self.call(Method::Post, "/clients", &[], json(client)).await
     }
 
-    async fn appointments_on(&self, client_email: &str, day: &str) -> Result<Vec<Appointment>, IntakeqError> {
-        self.call(Method::Get, "/appointments", &[("client", client_email), ("startDate", day), ("endDate", day)], None).await
+    async fn appointments_between(&self, client_email: &str, from: NaiveDate, to: NaiveDate, page: u32) -> Result<Vec<Appointment>, IntakeqError> {
+        let (from, to, page) = (from.format("%Y-%m-%d").to_string(), to.format("%Y-%m-%d").to_string(), page.to_string());
+        let query = [("client", client_email), ("startDate", &from), ("endDate", &to), ("page", &page)];
+        self.call(Method::Get, "/appointments", &query, None).await
     }
 
     async fn create_appointment(&self, appointment: &NewAppointment) -> Result<Appointment, IntakeqError> {

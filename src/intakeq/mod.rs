@@ -9,6 +9,8 @@ pub mod wire;
 
 use std::fmt;
 
+use chrono::NaiveDate;
+
 use crate::support::secret::Secret;
 
 /// Where and how the worker reaches IntakeQ.
@@ -35,6 +37,8 @@ pub enum IntakeqError {
     NotJson { status: u16 },
     /// Any other 4xx ("Invalid ServiceId.", a bad key): retrying will not help.
     Rejected { status: u16, message: String },
+    /// A search went on for more pages than an attempt reads: it could not be completed.
+    TooManyPages,
 }
 
 impl fmt::Display for IntakeqError {
@@ -47,18 +51,22 @@ impl fmt::Display for IntakeqError {
             IntakeqError::ServerError { status } => write!(f, "server error ({status})"),
             IntakeqError::NotJson { status } => write!(f, "an answer that is not JSON ({status})"),
             IntakeqError::Rejected { status, message } => write!(f, "rejected ({status}): {message}"),
+            IntakeqError::TooManyPages => write!(f, "more pages than an attempt reads"),
         }
     }
 }
 
 #[allow(async_fn_in_trait)]
 pub trait Intakeq {
-    /// `GET /clients?search=<text>&includeProfile=true`: a partial match.
-    async fn search_clients(&self, search: &str) -> Result<Vec<wire::Client>, IntakeqError>;
+    /// `GET /clients?search=<text>&includeProfile=true&page=<page>`: a partial match, `wire::PAGE_SIZE` a page
+    /// (the first page is 1).
+    async fn search_clients(&self, search: &str, page: u32) -> Result<Vec<wire::Client>, IntakeqError>;
     /// `POST /clients` without `ClientId`.
     async fn create_client(&self, client: &wire::NewClient) -> Result<wire::Client, IntakeqError>;
-    /// `GET /appointments?client=<email>&startDate=<day>&endDate=<day>`.
-    async fn appointments_on(&self, client_email: &str, day: &str) -> Result<Vec<wire::Appointment>, IntakeqError>;
+    /// `GET /appointments?client=<email>&startDate=<from>&endDate=<to>&page=<page>`: dates (`yyyy-MM-dd`) in a
+    /// time zone IntakeQ does not document, `wire::PAGE_SIZE` a page (the first page is 1).
+    async fn appointments_between(&self, client_email: &str, from: NaiveDate, to: NaiveDate, page: u32)
+        -> Result<Vec<wire::Appointment>, IntakeqError>;
     /// `POST /appointments`.
     async fn create_appointment(&self, appointment: &wire::NewAppointment) -> Result<wire::Appointment, IntakeqError>;
 }

@@ -3,12 +3,18 @@
 
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(rename_all = "PascalCase")]
+/// IntakeQ answers lists 100 records a page.
+pub const PAGE_SIZE: usize = 100;
+
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
 pub struct Client {
     pub client_id: u64,
-    #[serde(default)]
     pub email: Option<String>,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    /// Unix milliseconds.
+    pub date_of_birth: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -24,10 +30,12 @@ pub struct NewClient {
     pub date_of_birth: Option<i64>,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct Appointment {
     pub id: String,
+    #[serde(default)]
+    pub client_id: Option<u64>,
     #[serde(default)]
     pub practitioner_id: Option<String>,
     #[serde(default)]
@@ -71,6 +79,7 @@ mod tests {
         }))
         .unwrap();
         assert_eq!((client.client_id, client.email.as_deref()), (1042, Some("pat@example.com")));
+        assert_eq!((client.first_name.as_deref(), client.last_name.as_deref(), client.date_of_birth), (Some("Pat"), Some("Sample"), Some(631152000000)));
         let appointment: Appointment = serde_json::from_value(json!({
             "Id": "5d5c1e6c3b1f2a0012345678", "ClientName": "Pat Sample", "ClientEmail": "pat@example.com",
             "ClientId": 1042, "Status": "Confirmed", "StartDate": 1967986800000i64, "EndDate": 1967990400000i64,
@@ -80,7 +89,7 @@ mod tests {
             "StartDateIso": "2032-05-12T15:00:00.000Z"
         }))
         .unwrap();
-        assert_eq!(appointment.start_date, Some(1967986800000));
+        assert_eq!((appointment.start_date, appointment.client_id), (Some(1967986800000), Some(1042)));
         assert_eq!(appointment.status.as_deref(), Some("Confirmed"));
     }
 

@@ -1,12 +1,18 @@
-//! One attempt to put a booking into IntakeQ, safe to repeat: find the client by exact email before creating
-//! one (IntakeQ's search is partial), and when an earlier attempt may have created the appointment, look it up
-//! before posting (IntakeQ has no idempotency key). No I/O of its own: IntakeQ is a trait.
+//! One attempt to put a booking into IntakeQ, safe to repeat: reuse an IntakeQ client only when it is the same
+//! person (IntakeQ's search is partial, and a family may share an email), and when an earlier attempt may have
+//! created the appointment, look it up before posting (IntakeQ has no idempotency key). No I/O of its own:
+//! IntakeQ is a trait.
 
+use chrono::{DateTime, Days, Utc};
 use tracing::{info, warn};
 
 use super::job::{FailureKind, SyncJob, SyncOutcome};
-use crate::intakeq::wire::{Appointment, NewAppointment, NewClient};
+use crate::booking::model::BookedPatient;
+use crate::intakeq::wire::{Appointment, Client, NewAppointment, NewClient, PAGE_SIZE};
 use crate::intakeq::{Intakeq, IntakeqError};
+
+/// How many pages of one search an attempt reads at most (100 records a page).
+const MAX_PAGES: u32 = 20;
 
 fn failed(kind: FailureKind, error: String, client_id: Option<String>) -> SyncOutcome {
     SyncOutcome::Failed { kind, error, client_id, retry_after_seconds: None, rate_limited: false }
@@ -26,12 +32,70 @@ fn call_failed(call: &str, error: IntakeqError, posting_appointment: bool, clien
     }
 }
 
-/// Is `appointment` the booking's, as IntakeQ stores it?
-fn matches(appointment: &Appointment, practitioner: &str, service: &str, start_ms: i64) -> bool {
-    appointment.practitioner_id.as_deref() == Some(practitioner)
-        && appointment.service_id.as_deref() == Some(service)
-        && appointment.start_date == Some(start_ms)
-        && appointment.status.as_deref() != Some("Canceled")
+/// A name as the database compares names (`private.name_key`): white space collapsed and trimmed, lower case.
+fn name_key(name: &str) -> String {
+    name.split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase()
+}
+
+/// Is `client` this patient? The same email (in any case), the same first and last names, and the same date of
+/// birth when both sides know it. Anything less is another person's chart.
+fn same_person(client: &Client, patient: &BookedPatient) -> bool {
+    let same = |theirs: &Option<String>, ours: &str| theirs.as_deref().is_some_and(|t| name_key(t) == name_key(ours));
+    let same_birth_date = match (client.date_of_birth, patient.date_of_birth) {
+        (Some(ms), Some(ours)) => DateTime::<Utc>::from_timestamp_millis(ms).is_some_and(|t| t.date_naive() == ours),
+        _ => true,
+    };
+    client.email.as_deref().is_some_and(|e| e.trim().eq_ignore_ascii_case(patient.email.trim()))
+        && same(&client.first_name, &patient.first_name)
+        && same(&client.last_name, &patient.last_name)
+        && same_birth_date
+}
+
+/// The patient's IntakeQ client, reading every page of the (partial) search by email.
+async fn find_client(intakeq: &impl Intakeq, patient: &BookedPatient) -> Result<Option<Client>, IntakeqError> {
+    for page in 1..=MAX_PAGES {
+        let clients = intakeq.search_clients(&patient.email, page).await?;
+        if let Some(client) = clients.iter().find(|c| same_person(c, patient)) {
+            return Ok(Some(client.clone()));
+        }
+        if clients.len() < PAGE_SIZE {
+            return Ok(None);
+        }
+    }
+    Err(IntakeqError::TooManyPages)
+}
+
+/// The booking's appointment in IntakeQ, if an earlier attempt created it: the same client, practitioner and
+/// service, starting the same minute, not cancelled. IntakeQ filters by dates in a zone it does not name, so the
+/// window runs from the day before the start's UTC date to the day after (every zone's date of the start), and
+/// every page is read.
+async fn find_appointment(
+    intakeq: &impl Intakeq,
+    email: &str,
+    client: u64,
+    (practitioner, service): (&str, &str),
+    start: DateTime<Utc>,
+) -> Result<Option<Appointment>, IntakeqError> {
+    let day = start.date_naive();
+    let (from, to) = (day - Days::new(1), day + Days::new(1));
+    let minute = start.timestamp() / 60;
+    let is_ours = |a: &&Appointment| {
+        a.client_id == Some(client)
+            && a.practitioner_id.as_deref() == Some(practitioner)
+            && a.service_id.as_deref() == Some(service)
+            && a.start_date.is_some_and(|ms| ms.div_euclid(60_000) == minute)
+            && a.status.as_deref() != Some("Canceled")
+    };
+    for page in 1..=MAX_PAGES {
+        let appointments = intakeq.appointments_between(email, from, to, page).await?;
+        if let Some(found) = appointments.iter().find(is_ours) {
+            return Ok(Some(found.clone()));
+        }
+        if appointments.len() < PAGE_SIZE {
+            return Ok(None);
+        }
+    }
+    Err(IntakeqError::TooManyPages)
 }
 
 pub async fn sync_booking(intakeq: &impl Intakeq, job: &SyncJob) -> SyncOutcome {
@@ -48,10 +112,8 @@ pub async fn sync_booking(intakeq: &impl Intakeq, job: &SyncJob) -> SyncOutcome 
     let client_id = match &patient.intakeq_client_id {
         Some(id) => id.clone(),
         None => {
-            let found = match intakeq.search_clients(&patient.email).await {
-                Ok(clients) => clients
-                    .into_iter()
-                    .find(|c| c.email.as_deref().is_some_and(|e| e.trim().eq_ignore_ascii_case(patient.email.trim()))),
+            let found = match find_client(intakeq, patient).await {
+                Ok(found) => found,
                 Err(error) => return call_failed("GET /clients", error, false, None),
             };
             match found {
@@ -78,16 +140,13 @@ pub async fn sync_booking(intakeq: &impl Intakeq, job: &SyncJob) -> SyncOutcome 
     };
 
     if job.needs_reconcile {
-        let day = booking.start.format("%Y-%m-%d").to_string();
         info!(step = "intakeq_reconcile", outcome = "started");
-        match intakeq.appointments_on(&patient.email, &day).await {
-            Ok(appointments) => {
-                if let Some(existing) = appointments.iter().find(|a| matches(a, practitioner, service, start_ms)) {
-                    info!(step = "intakeq_reconcile", outcome = "adopted", pq_appointment_id = %existing.id);
-                    return SyncOutcome::Synced { pq_appointment_id: existing.id.clone(), client_id };
-                }
-                info!(step = "intakeq_reconcile", outcome = "not_found");
+        match find_appointment(intakeq, &patient.email, client_number, (practitioner, service), booking.start).await {
+            Ok(Some(existing)) => {
+                info!(step = "intakeq_reconcile", outcome = "adopted", pq_appointment_id = %existing.id);
+                return SyncOutcome::Synced { pq_appointment_id: existing.id, client_id };
             }
+            Ok(None) => info!(step = "intakeq_reconcile", outcome = "not_found"),
             // Cannot tell whether it exists: try again later rather than risk a second appointment.
             Err(error) => return call_failed("GET /appointments", error, true, Some(client_id)),
         }

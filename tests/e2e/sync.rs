@@ -257,3 +257,36 @@ async fn an_existing_patient_s_intakeq_client_is_reused() {
     let client_calls = state["requests"].as_array().unwrap().iter().filter(|r| r["path"] == "/api/v1/clients").count();
     assert_eq!(client_calls, 2, "search and create for the first booking; the second used the stored client id");
 }
+
+#[tokio::test]
+async fn a_family_sharing_an_email_gets_two_charts() {
+    let _alone = alone().await;
+    let stack = start_synced(module_path!(), &[]).await;
+    let provider = new_provider(&stack).await;
+    let email = format!("{}@example.com", unique("family"));
+    let parent = stack.post(&booking(&provider, &email, 20, 9), &[]).await;
+    let mut child = booking(&provider, &email, 20, 11);
+    child["patient"]["firstName"] = json!("Tom");
+    child["patient"]["dateOfBirth"] = json!("2015-03-04");
+    let child = stack.post(&child, &[]).await;
+    assert_eq!((parent.status, child.status), (201, 201), "{} {}", parent.body, child.body);
+    assert_ne!(parent.body["data"]["patientId"], child.body["data"]["patientId"], "two patients here");
+
+    let state = stack.intakeq_state().await;
+    let clients: Vec<&Value> = state["clients"].as_array().unwrap().iter().filter(|c| c["Email"] == email.as_str()).collect();
+    assert_eq!(clients.len(), 2, "two IntakeQ clients: {clients:?}");
+    let appointments = appointments_of(&state, &email);
+    assert_eq!(appointments.len(), 2, "one IntakeQ appointment each");
+    for (answer, first_name) in [(&parent, "Robin"), (&child, "Tom")] {
+        let chart = clients.iter().find(|c| c["FirstName"] == first_name).unwrap();
+        let appointment = appointments.iter().find(|a| a["Id"] == answer.body["data"]["pqAppointmentId"]).unwrap();
+        assert_eq!(appointment["ClientId"], chart["ClientId"], "{first_name}'s appointment is on {first_name}'s chart");
+        let kept: Option<String> = stack
+            .db
+            .query_one("select intakeq_client_id from patients where id::text = $1", &[&answer.body["data"]["patientId"].as_str().unwrap()])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(kept, Some(chart["ClientId"].to_string()), "the patient row keeps its own IntakeQ client");
+    }
+}

@@ -6,13 +6,33 @@ use crate::testing::{job, FakeIntakeq};
 
 const START_MS: i64 = 1_796_140_800_000; // 2026-12-01T16:00:00Z, booked()'s start
 
+/// An appointment IntakeQ holds for the client the attempt creates (1001), at the booking's start.
 fn existing(id: &str, status: &str) -> Appointment {
     Appointment {
         id: id.into(),
+        client_id: Some(1001),
         practitioner_id: Some("5f1a00000000000000000001".into()),
         service_id: Some("7c1e0000-0000-4000-8000-000000000001".into()),
         start_date: Some(START_MS),
         status: Some(status.into()),
+    }
+}
+
+/// An IntakeQ client with these details.
+fn client(client_id: u64, email: &str, first_name: &str, last_name: &str, date_of_birth: Option<&str>) -> Client {
+    Client {
+        client_id,
+        email: Some(email.into()),
+        first_name: Some(first_name.into()),
+        last_name: Some(last_name.into()),
+        date_of_birth: date_of_birth.map(|d| format!("{d}T00:00:00Z").parse::<chrono::DateTime<chrono::Utc>>().unwrap().timestamp_millis()),
+    }
+}
+
+fn adopted(outcome: &SyncOutcome) -> Option<&str> {
+    match outcome {
+        SyncOutcome::Synced { pq_appointment_id, .. } => Some(pq_appointment_id),
+        SyncOutcome::Failed { .. } => None,
     }
 }
 
@@ -40,8 +60,8 @@ fn a_new_patient_gets_a_client_then_a_confirmed_appointment_with_the_email_on() 
 #[test]
 fn an_existing_client_is_found_by_exact_email_whatever_its_case() {
     let intakeq = FakeIntakeq::default();
-    intakeq.clients.borrow_mut().push(Client { client_id: 77, email: Some("riley@example.com.au".into()) });
-    intakeq.clients.borrow_mut().push(Client { client_id: 42, email: Some("Riley@Example.com".into()) });
+    intakeq.clients.borrow_mut().push(client(77, "riley@example.com.au", "Riley", "Quinn", None));
+    intakeq.clients.borrow_mut().push(client(42, "Riley@Example.com", " riley ", "QUINN", Some("1991-02-03")));
     let outcome = block_on(sync_booking(&intakeq, &job(false)));
     assert!(matches!(&outcome, SyncOutcome::Synced { client_id, .. } if client_id == "42"), "{outcome:?}");
     assert!(!intakeq.calls.borrow().contains(&"create_client"), "the partial match is not taken, the exact one is");
@@ -111,4 +131,70 @@ fn a_booking_without_intakeq_ids_is_a_permanent_failure() {
     let mut broken = job(false);
     broken.booking.intakeq.service_id = None;
     assert_eq!(failure_kind(&block_on(sync_booking(&FakeIntakeq::default(), &broken))), Some(FailureKind::Permanent));
+}
+
+#[test]
+fn a_family_sharing_an_email_gets_a_chart_each() {
+    // booked()'s patient is Riley Quinn, born 1991-02-03, riley@example.com.
+    for other in [
+        client(50, "riley@example.com", "Jane", "Quinn", Some("1980-01-01")),
+        client(51, "riley@example.com", "Riley", "Quinn", Some("2015-06-01")),
+        client(52, "riley@example.com", "Riley", "Doe", None),
+    ] {
+        let intakeq = FakeIntakeq::default();
+        intakeq.clients.borrow_mut().push(other.clone());
+        let outcome = block_on(sync_booking(&intakeq, &job(false)));
+        assert!(matches!(&outcome, SyncOutcome::Synced { client_id, .. } if client_id == "1001"), "{other:?} is another person: {outcome:?}");
+        assert!(intakeq.calls.borrow().contains(&"create_client"));
+    }
+    let intakeq = FakeIntakeq::default();
+    intakeq.clients.borrow_mut().push(client(53, "riley@example.com", "Riley", "Quinn", None));
+    let outcome = block_on(sync_booking(&intakeq, &job(false)));
+    assert!(matches!(&outcome, SyncOutcome::Synced { client_id, .. } if client_id == "53"), "no date of birth on file is no contradiction");
+}
+
+#[test]
+fn the_client_search_reads_every_page() {
+    let intakeq = FakeIntakeq::default();
+    for n in 0..100 {
+        intakeq.clients.borrow_mut().push(client(200 + n, &format!("x{n}riley@example.com"), "Riley", "Quinn", None));
+    }
+    intakeq.clients.borrow_mut().push(client(42, "riley@example.com", "Riley", "Quinn", None));
+    let outcome = block_on(sync_booking(&intakeq, &job(false)));
+    assert!(matches!(&outcome, SyncOutcome::Synced { client_id, .. } if client_id == "42"), "{outcome:?}");
+    assert_eq!(intakeq.calls.borrow().iter().filter(|c| **c == "search_clients").count(), 2);
+}
+
+#[test]
+fn the_lookup_covers_the_start_s_date_in_every_zone_and_matches_to_the_minute() {
+    let intakeq = FakeIntakeq::default();
+    block_on(sync_booking(&intakeq, &job(true)));
+    let windows = intakeq.lookups.borrow();
+    assert_eq!(windows[0], ("2026-11-30".parse().unwrap(), "2026-12-02".parse().unwrap()), "the day before to the day after");
+
+    let cases: Vec<(Appointment, bool)> = vec![
+        (Appointment { start_date: Some(START_MS + 59_000), ..existing("aaaaaaaaaaaaaaaaaaaaaaaa", "Confirmed") }, true),
+        (Appointment { start_date: Some(START_MS + 60_000), ..existing("bbbbbbbbbbbbbbbbbbbbbbbb", "Confirmed") }, false),
+        (Appointment { client_id: Some(9), ..existing("cccccccccccccccccccccccc", "Confirmed") }, false),
+        (Appointment { service_id: Some("another".into()), ..existing("dddddddddddddddddddddddd", "Confirmed") }, false),
+        (existing("eeeeeeeeeeeeeeeeeeeeeeee", "Canceled"), false),
+    ];
+    for (appointment, adopt) in cases {
+        let intakeq = FakeIntakeq::default();
+        intakeq.appointments.borrow_mut().push(appointment.clone());
+        let outcome = block_on(sync_booking(&intakeq, &job(true)));
+        assert_eq!(adopted(&outcome) == Some(appointment.id.as_str()), adopt, "{appointment:?}");
+    }
+}
+
+#[test]
+fn the_lookup_reads_every_page() {
+    let intakeq = FakeIntakeq::default();
+    for n in 0..100 {
+        intakeq.appointments.borrow_mut().push(Appointment { client_id: Some(n), ..existing(&format!("{n:024x}"), "Confirmed") });
+    }
+    intakeq.appointments.borrow_mut().push(existing("ffffffffffffffffffffffff", "Confirmed"));
+    let outcome = block_on(sync_booking(&intakeq, &job(true)));
+    assert_eq!(adopted(&outcome), Some("ffffffffffffffffffffffff"));
+    assert!(!intakeq.calls.borrow().contains(&"create_appointment"));
 }
