@@ -1,11 +1,16 @@
 #!/usr/bin/env bash
 # `make bench`: the database half of a booking, three designs (bench/pgbench/*.sql) at 1, 8 and 32 clients,
-# on loopback and through a proxy adding 20 ms per round trip; writes bench/REPORT.md. BENCH_SECONDS per cell.
+# on loopback and through a proxy adding 20 ms per round trip, and on loopback book_appointment against its
+# previous version (book_appointment_before); then the scale and end-to-end benches; writes bench/REPORT.md.
+# BENCH_SECONDS per cell. BENCH_ONLY=pgbench runs the design cells only, BENCH_ONLY=db the design cells and the
+# scale bench (everything but the worker); the sections not measured are kept from bench/REPORT.md, marked so.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 PGBENCH=/usr/lib/postgresql/15/bin/pgbench
 export BENCH_SECONDS=${BENCH_SECONDS:-8}
+export BENCH_ONLY=${BENCH_ONLY:-all}
+[[ $BENCH_ONLY =~ ^(all|db|pgbench)$ ]] || { echo "bench: BENCH_ONLY must be all, db or pgbench" >&2; exit 2; }
 DB_PORT=${DB_PORT:-54322}
 PROXY_PORT=${BENCH_PROXY_PORT:-54399}
 OUT=.local/bench
@@ -24,6 +29,18 @@ trap cleanup EXIT
 scripts/db.sh start >/dev/null
 export BENCH_DATABASE_URL=$(TEST_DB_NAME=book_v2_bench scripts/db.sh test-db)
 psql "$BENCH_DATABASE_URL" -XqAt -v ON_ERROR_STOP=1 -f bench/pgbench/setup.sql >/dev/null
+# The previous book_appointment, to measure the current one against in the same run: its body as the migration
+# that introduced it wrote it (20261124000700, before 20261125000100 rewrote it in chapters), installed as
+# bench.book_appointment_before. It calls the same private helpers as the current one (fail, require_request_id,
+# name_key, is_transient, booking_result, as they are now), so the comparison is of the two bodies.
+{
+  echo 'create schema if not exists bench;'
+  sed -n '/^create function public\.book_appointment(/,/^\$\$;/p' supabase/migrations/20261124000700_book_appointment.sql \
+    | sed '1s/^create function public\.book_appointment(/create function bench.book_appointment_before(/'
+} | psql "$BENCH_DATABASE_URL" -XqAt -v ON_ERROR_STOP=1 >/dev/null
+
+# How busy the machine already is (other processes slow every figure); the report says so.
+export BENCH_LOAD_START=$(cut -d' ' -f1 /proc/loadavg)
 
 python3 bench/delay_proxy.py "$PROXY_PORT" 127.0.0.1 "$DB_PORT" 10 > "$OUT/proxy.log" 2>&1 &
 proxy=$!
@@ -41,19 +58,57 @@ pgbench_cell() {
   echo "$tps $p95"
 }
 
-declare -A round_trips=([book_appointment]=1 [old_route]=7 [bare_inserts]=1)
+# book_appointment against its previous version (issue 9: no loss), measured so that the machine's other load
+# cannot favour either: both scripts in ONE pgbench run, each transaction taking one of them at random, so both
+# meet the same conditions at every moment. NAME CLIENTS URL; prints, for book_appointment then for
+# book_appointment_before, "<bookings/s> <p95 ms>": bookings/s as if the run had been of that design alone, by
+# Little's law (clients / its mean latency), and p95 over its transactions (the log: client, transaction,
+# latency in us, script). Each connection's first call of each design, which compiles its PL/pgSQL, is left out.
+pgbench_before_after() {
+  local name=$1 clients=$2 url=$3 script
+  (cd "$OUT" && "$PGBENCH" -n -f "$ROOT/bench/pgbench/book_appointment.sql@1" \
+    -f "$ROOT/bench/pgbench/book_appointment_before.sql@1" -c "$clients" -j $((clients < 2 ? 1 : 2)) \
+    -T "$BENCH_SECONDS" -l --log-prefix "$name" "$url" > "$name.out" 2>&1) || { cat "$OUT/$name.out" >&2; exit 1; }
+  for script in 0 1; do
+    cat "$OUT/$name".[0-9]* | awk -v s="$script" '$4 == s && seen[$1]++ { print $3 }' | sort -n \
+      | awk -v clients="$clients" '{ a[NR] = $1; sum += $1 }
+          END { printf "%.6f %s ", clients * 1e6 / (sum / NR), a[int(NR * 0.95)] / 1000 }'
+  done
+  echo
+}
+
+declare -A round_trips=([book_appointment]=1 [book_appointment_after]=1 [book_appointment_before]=1 [old_route]=7 [bare_inserts]=1)
 printf 'design\tclients\tdelay_ms\ttps\tp95_ms\tround_trips\n' > "$OUT/results.tsv"
+record() { # DESIGN CLIENTS DELAY TPS P95
+  printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" "$5" "${round_trips[$1]}" >> "$OUT/results.tsv"
+  printf 'bench: %-23s %2s clients +%2s ms: %8s bookings/s, p95 %s ms\n' "$1" "$2" "$3" "$4" "$5"
+}
 for delay in 0 20; do
   port=$DB_PORT; [[ $delay == 0 ]] || port=$PROXY_PORT
+  url="postgresql://postgres:postgres@127.0.0.1:$port/book_v2_bench"
   for clients in 1 8 32; do
     for design in book_appointment old_route bare_inserts; do
-      cell=$(pgbench_cell "$design-$clients-$delay" "$design" "$clients" "postgresql://postgres:postgres@127.0.0.1:$port/book_v2_bench")
+      cell=$(pgbench_cell "$design-$clients-$delay" "$design" "$clients" "$url")
       read -r tps p95 <<<"$cell"
-      printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$design" "$clients" "$delay" "$tps" "$p95" "${round_trips[$design]}" >> "$OUT/results.tsv"
-      printf 'bench: %-17s %2s clients +%2s ms: %8s bookings/s, p95 %s ms\n' "$design" "$clients" "$delay" "$tps" "$p95"
+      record "$design" "$clients" "$delay" "$tps" "$p95"
     done
+    if [[ $delay == 0 ]]; then
+      cell=$(pgbench_before_after "before-after-$clients-$delay" "$clients" "$url")
+      read -r tps p95 tps_before p95_before <<<"$cell"
+      record book_appointment_after "$clients" "$delay" "$tps" "$p95"
+      record book_appointment_before "$clients" "$delay" "$tps_before" "$p95_before"
+    fi
   done
 done
+
+partial_report() { # the files measured so far; the other sections kept from the previous report
+  python3 bench/report.py --keep-from bench/REPORT.md "$@" > "$OUT/REPORT.md"
+  mv "$OUT/REPORT.md" bench/REPORT.md
+  echo "bench: wrote bench/REPORT.md (BENCH_ONLY=$BENCH_ONLY; the other sections kept from the previous report)"
+  exit 0
+}
+[[ $BENCH_ONLY != pgbench ]] || partial_report "$OUT/results.tsv"
+
 # Scale: does a booking cost more when the tables are big? The same booking on 10 thousand and on 1 million
 # existing appointments (and 100 thousand patients), loopback.
 printf 'appointments\tclients\ttps\tp95_ms\n' > "$OUT/scale.tsv"
@@ -69,20 +124,22 @@ for appointments in 10000 1000000; do
   done
 done
 
+[[ $BENCH_ONLY != db ]] || partial_report "$OUT/results.tsv" "$OUT/scale.tsv"
+
 # End to end: the built worker in workerd (Miniflare) -> the RPC API -> Postgres, on loopback, against the
 # RPC API called directly (the same booking without the worker).
-cargo build --quiet -p local-stack
+cargo build --quiet -p devstack
 scripts/build-worker.sh > /dev/null
-eval "$(target/debug/local-stack keys)"
+eval "$(target/debug/devstack keys)"
 psql "$BENCH_DATABASE_URL" -XqAt -c 'select id from bench_providers order by n' > "$OUT/providers.txt"
 RPC_PORT=${BENCH_RPC_PORT:-54397}
 WORKER_PORT=${BENCH_WORKER_PORT:-54396}
 RPC_API_PORT=$RPC_PORT RPC_DATABASE_URL=${BENCH_DATABASE_URL/postgres:postgres@/authenticator:postgres@} \
-  setsid target/debug/local-stack rpc-api > "$OUT/rpc-api.log" 2>&1 &
+  setsid target/debug/devstack rpc-api > "$OUT/rpc-api.log" 2>&1 &
 servers+=($!)
 started_ms=$(date +%s%3N)
 PORT=$WORKER_PORT SUPABASE_URL=http://127.0.0.1:$RPC_PORT SUPABASE_SERVICE_ROLE_KEY=$SUPABASE_SERVICE_ROLE_KEY \
-  setsid node tests/support/serve-worker.mjs > "$OUT/worker.log" 2>&1 &
+  setsid node tests/e2e/serve-worker.mjs > "$OUT/worker.log" 2>&1 &
 servers+=($!)
 until curl -sf -o /dev/null "http://127.0.0.1:$WORKER_PORT/health"; do
   (( $(date +%s%3N) - started_ms < 60000 )) || { echo "bench: the worker did not start" >&2; exit 1; }
@@ -107,5 +164,6 @@ gzip_bytes=$(gzip -9 -c build/index_bg.wasm | wc -c)
 printf 'wasm_bytes\t%s\ngzip_bytes\t%s\ncold_start_ms\t%s\n' "$wasm_bytes" "$gzip_bytes" "$cold_start_ms" > "$OUT/bundle.tsv"
 echo "bench: bundle $wasm_bytes bytes ($gzip_bytes gzipped); cold start to the first answer $cold_start_ms ms"
 
-python3 bench/report.py "$OUT/results.tsv" "$OUT/scale.tsv" "$OUT/e2e.tsv" "$OUT/bundle.tsv" > bench/REPORT.md
+python3 bench/report.py "$OUT/results.tsv" "$OUT/scale.tsv" "$OUT/e2e.tsv" "$OUT/bundle.tsv" > "$OUT/REPORT.md"
+mv "$OUT/REPORT.md" bench/REPORT.md
 echo "bench: wrote bench/REPORT.md"
