@@ -59,6 +59,9 @@ struct SandboxArgs {
     api_key: String,
     #[arg(long, env = "INTAKEQ_RATE_LIMIT_PER_MINUTE", default_value_t = 10)]
     rate_limit_per_minute: u32,
+    /// The practice's IANA time zone: `GET /appointments` reads `startDate`/`endDate` as dates in it.
+    #[arg(long, env = "INTAKEQ_SANDBOX_TIME_ZONE", default_value = "America/Denver")]
+    time_zone: intakeq_sandbox::Tz,
 }
 
 #[tokio::main]
@@ -94,6 +97,7 @@ async fn main() -> Result<(), String> {
                 api_key: args.api_key,
                 rate_limit_per_minute: args.rate_limit_per_minute,
                 default_delay: Duration::from_secs(30),
+                practice_time_zone: args.time_zone,
             };
             tracing::info!("IntakeQ sandbox on http://{}/api/v1 (control: /_sandbox)", listener.local_addr().unwrap());
             intakeq_sandbox::serve(listener, config, stop_signal()).await.map_err(|e| e.to_string())

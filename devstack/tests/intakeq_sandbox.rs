@@ -1,11 +1,14 @@
-//! The IntakeQ sandbox as a client sees it: each endpoint's happy path, IntakeQ's errors and rate limit, and
-//! every fault the control API can inject, including the succeed-late trap.
+//! The IntakeQ sandbox as a client sees it: each endpoint's happy path, IntakeQ's errors and rate limit, dates
+//! in the practice's time zone, paging, and every fault the control API can inject, including the succeed-late
+//! trap.
 
 mod support;
 
 use std::collections::BTreeSet;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use chrono::TimeZone;
+use devstack::intakeq_sandbox::{self, SandboxConfig, Tz};
 use reqwest::{Client, RequestBuilder, Response, StatusCode};
 use serde_json::{json, Value};
 use support::{start_sandbox, SANDBOX_KEY};
@@ -18,6 +21,20 @@ struct Sandbox {
 impl Sandbox {
     async fn start(rate_limit_per_minute: u32) -> Self {
         Sandbox { base: start_sandbox(rate_limit_per_minute).await, http: Client::new() }
+    }
+
+    /// A sandbox whose practice is in `zone` (`start` uses the default, America/Denver).
+    async fn start_in(zone: Tz) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let config = SandboxConfig {
+            api_key: SANDBOX_KEY.into(),
+            rate_limit_per_minute: 100,
+            default_delay: Duration::from_secs(30),
+            practice_time_zone: zone,
+        };
+        tokio::spawn(intakeq_sandbox::serve(listener, config, std::future::pending()));
+        Sandbox { base, http: Client::new() }
     }
 
     fn api(&self, method: reqwest::Method, path: &str) -> RequestBuilder {
@@ -46,6 +63,21 @@ impl Sandbox {
         self.http.get(format!("{}/_sandbox/state", self.base)).send().await.unwrap().json().await.unwrap()
     }
 
+    /// The request log's entries for calls of `path` (under `/api/v1`), in order.
+    async fn requests_to(&self, path: &str) -> Vec<Value> {
+        let path = format!("/api/v1{path}");
+        self.state().await["requests"].as_array().unwrap().iter().filter(|r| r["path"] == path).cloned().collect()
+    }
+
+    /// `POST /appointments` of `Sandbox::appointment(client)` starting at `start_ms`: the appointment.
+    async fn appointment_at(&self, client: &Value, start_ms: i64) -> Value {
+        let mut body = Sandbox::appointment(client);
+        body["UtcDateTime"] = start_ms.into();
+        let (status, created) = status_and_json(self.post("/appointments", body).await).await;
+        assert_eq!(status, StatusCode::OK, "{created}");
+        created
+    }
+
     async fn new_client(&self, email: &str) -> Value {
         let response = self.post("/clients", json!({"FirstName": "Pat", "LastName": "Sample", "Email": email})).await;
         assert_eq!(response.status(), StatusCode::OK);
@@ -65,6 +97,15 @@ impl Sandbox {
             "ReminderType": "Email"
         })
     }
+}
+
+/// The Unix milliseconds of a wall-clock time in Denver (the default practice's zone).
+fn denver_ms(y: i32, mo: u32, d: u32, h: u32, mi: u32) -> i64 {
+    chrono_tz::America::Denver.with_ymd_and_hms(y, mo, d, h, mi, 0).single().unwrap().timestamp_millis()
+}
+
+fn ids(list: &Value) -> Vec<String> {
+    list.as_array().unwrap().iter().map(|a| a["Id"].as_str().unwrap().to_owned()).collect()
 }
 
 async fn status_and_json(response: Response) -> (StatusCode, Value) {
@@ -273,4 +314,154 @@ async fn the_control_api_refuses_unknown_faults_and_resets_everything() {
     let state = sandbox.state().await;
     assert_eq!((&state["clients"], &state["appointments"], &state["requests"]), (&json!([]), &json!([]), &json!([])));
     assert_eq!(sandbox.get("/appointments/settings").await.status(), StatusCode::OK, "faults are gone too");
+}
+
+/// 2032-05-12T03:00:00Z: an evening appointment, 2032-05-11 21:00 in Denver (MDT, UTC-6).
+const EVENING_UTC_MS: i64 = 1_967_943_600_000;
+
+#[tokio::test]
+async fn appointment_dates_are_days_in_the_practice_time_zone() {
+    let sandbox = Sandbox::start(100).await;
+    assert_eq!(EVENING_UTC_MS, denver_ms(2032, 5, 11, 21, 0));
+    let client = sandbox.new_client("evening@example.com").await;
+    let evening = sandbox.appointment_at(&client, EVENING_UTC_MS).await;
+    assert_eq!(evening["StartDateIso"], "2032-05-12T03:00:00.000Z");
+    assert_eq!(evening["StartDateLocal"], "2032-05-11T21:00:00", "local times are in the practice's zone");
+    assert_eq!(evening["EndDateLocal"], "2032-05-11T22:00:00");
+    assert_eq!(evening["StartDateLocalFormatted"], "Tuesday, May 11, 2032 9:00 PM");
+
+    let found = |query: &'static str| {
+        let sandbox = &sandbox;
+        async move { ids(&sandbox.list(&format!("client=evening@example.com&{query}")).await) }
+    };
+    let id = evening["Id"].as_str().unwrap().to_owned();
+    assert!(found("startDate=2032-05-12&endDate=2032-05-12").await.is_empty(), "the UTC date misses it");
+    assert_eq!(found("startDate=2032-05-11&endDate=2032-05-11").await, std::slice::from_ref(&id), "the practice's date finds it");
+    assert_eq!(found("startDate=2032-05-10&endDate=2032-05-12").await, std::slice::from_ref(&id), "a window around it finds it");
+
+    // Both bounds are inclusive, to the first and the last minute of the practice's day.
+    let first = sandbox.appointment_at(&client, denver_ms(2032, 5, 11, 0, 0)).await;
+    let last = sandbox.appointment_at(&client, denver_ms(2032, 5, 11, 23, 59)).await;
+    let day: BTreeSet<String> = found("startDate=2032-05-11&endDate=2032-05-11").await.into_iter().collect();
+    let all: BTreeSet<String> = [&first, &last, &evening].iter().map(|a| a["Id"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(day, all, "startDate and endDate both include their day");
+    assert_eq!(found("startDate=2032-05-11").await.len(), 3, "startDate alone is a lower bound");
+    assert_eq!(found("endDate=2032-05-11").await.len(), 3, "endDate alone is an upper bound");
+    assert!(found("startDate=2032-05-10&endDate=2032-05-10").await.is_empty(), "the day before holds none");
+    assert!(found("startDate=2032-05-12&endDate=2032-05-12").await.is_empty(), "the day after holds none");
+    assert!(found("endDate=2032-05-10").await.is_empty());
+
+    // Moving an appointment moves its local times with it.
+    let moved = sandbox.api(reqwest::Method::PUT, "/appointments").json(&json!({"Id": id, "UtcDateTime": 1_967_986_800_000_i64}));
+    let (status, moved) = status_and_json(moved.send().await.unwrap()).await;
+    assert_eq!((status, &moved["StartDateLocal"]), (StatusCode::OK, &json!("2032-05-12T09:00:00")));
+    assert_eq!(found("startDate=2032-05-12&endDate=2032-05-12").await, [id]);
+
+    let (status, error) = status_and_json(sandbox.get("/appointments?startDate=05/11/2032").await).await;
+    assert_eq!((status, error), (StatusCode::BAD_REQUEST, json!({"Message": "Invalid date 05/11/2032. Use yyyy-MM-dd."})));
+}
+
+#[tokio::test]
+async fn the_practice_time_zone_is_configurable() {
+    let sandbox = Sandbox::start_in(chrono_tz::UTC).await;
+    let client = sandbox.new_client("utc@example.com").await;
+    let evening = sandbox.appointment_at(&client, EVENING_UTC_MS).await;
+    assert_eq!(evening["StartDateLocal"], "2032-05-12T03:00:00");
+    let on = |day: &str| format!("client=utc@example.com&startDate={day}&endDate={day}");
+    assert_eq!(sandbox.list(&on("2032-05-12")).await.as_array().unwrap().len(), 1, "in UTC, the UTC date finds it");
+    assert!(sandbox.list(&on("2032-05-11")).await.as_array().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn appointment_pages_hold_100_each_within_a_date_window() {
+    let sandbox = Sandbox::start(1000).await;
+    let client = sandbox.new_client("pager@example.com").await;
+    let other = sandbox.new_client("other.pager@example.com").await;
+    let mut inside = BTreeSet::new();
+    for n in 0..105 {
+        // 2032-05-11 from 18:00 to 19:44 in Denver: the evening, so already 2032-05-12 in UTC.
+        let created = sandbox.appointment_at(&client, denver_ms(2032, 5, 11, 18, 0) + n * 60_000).await;
+        inside.insert(created["Id"].as_str().unwrap().to_owned());
+    }
+    for start in [denver_ms(2032, 5, 10, 23, 59), denver_ms(2032, 5, 13, 0, 0)] {
+        sandbox.appointment_at(&client, start).await; // outside the window
+    }
+    sandbox.appointment_at(&other, denver_ms(2032, 5, 11, 12, 0)).await; // someone else's
+
+    let window = "client=pager@example.com&startDate=2032-05-11&endDate=2032-05-12";
+    let first = ids(&sandbox.list(window).await);
+    let page_1 = ids(&sandbox.list(&format!("{window}&page=1")).await);
+    let page_2 = ids(&sandbox.list(&format!("{window}&page=2")).await);
+    let page_3 = ids(&sandbox.list(&format!("{window}&page=3")).await);
+    assert_eq!((first.len(), page_2.len(), page_3.len()), (100, 5, 0), "100 a page, then the rest");
+    assert_eq!(first, page_1, "without `page`, page 1");
+    let listed: BTreeSet<String> = page_1.into_iter().chain(page_2).collect();
+    assert_eq!(listed, inside, "the pages together hold every match once, and only matches");
+}
+
+#[tokio::test]
+async fn a_slow_fault_delays_calls_then_answers_them_as_if_healthy() {
+    let sandbox = Sandbox::start(100).await;
+    let client = sandbox.new_client("slow@example.com").await;
+    let delay = Duration::from_millis(1000);
+    sandbox.fault(json!({"endpoint": "*", "fault": "slow", "delayMs": 1000, "count": 2})).await;
+
+    let started = Instant::now();
+    let (status, settings) = status_and_json(sandbox.get("/appointments/settings").await).await;
+    assert!(started.elapsed() >= delay, "answered after the delay: {:?}", started.elapsed());
+    assert_eq!(status, StatusCode::OK);
+    assert!(!settings["Services"].as_array().unwrap().is_empty(), "a normal answer");
+
+    let started = Instant::now();
+    let (status, created) = status_and_json(sandbox.post("/appointments", Sandbox::appointment(&client)).await).await;
+    assert!(started.elapsed() >= delay, "\"*\" slows every endpoint: {:?}", started.elapsed());
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(sandbox.state().await["appointments"][0]["Id"], created["Id"], "and the call was carried out");
+
+    let (status, listed) = status_and_json(sandbox.get("/appointments?client=slow@example.com").await).await;
+    assert_eq!((status, ids(&listed)), (StatusCode::OK, vec![created["Id"].as_str().unwrap().to_owned()]));
+
+    let log = sandbox.state().await["requests"].as_array().unwrap().clone();
+    let last_three: Vec<(Value, Value)> = log[log.len() - 3..].iter().map(|r| (r["fault"].clone(), r["status"].clone())).collect();
+    assert_eq!(last_three, [(json!("slow"), json!(200)), (json!("slow"), json!(200)), (json!(null), json!(200))]);
+    let took = |r: &Value| r["durationMs"].as_u64().unwrap();
+    assert!(took(&log[log.len() - 3]) >= 1000 && took(&log[log.len() - 2]) >= 1000, "{log:#?}");
+    assert!(took(&log[log.len() - 1]) < 1000, "the call after the count is not delayed: {log:#?}");
+}
+
+#[tokio::test]
+async fn a_caller_that_gives_up_on_a_slow_call_leaves_nothing_carried_out() {
+    let sandbox = Sandbox::start(100).await;
+    let client = sandbox.new_client("impatient@example.com").await;
+    sandbox.fault(json!({"endpoint": "POST /appointments", "fault": "slow", "delayMs": 1000})).await;
+    let impatient = sandbox.api(reqwest::Method::POST, "/appointments").json(&Sandbox::appointment(&client));
+    assert!(impatient.timeout(Duration::from_millis(300)).send().await.unwrap_err().is_timeout());
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(sandbox.state().await["appointments"].as_array().unwrap().is_empty(), "the wait came before the work");
+    let logged = &sandbox.requests_to("/appointments").await[0];
+    assert_eq!((&logged["fault"], &logged["status"], &logged["durationMs"]), (&json!("slow"), &json!(null), &json!(null)));
+}
+
+#[tokio::test]
+async fn an_unauthorized_fault_answers_as_a_bad_key_does_and_carries_out_nothing() {
+    let sandbox = Sandbox::start(100).await;
+    let client = sandbox.new_client("rotated@example.com").await;
+    let wrong_key = sandbox.http.get(format!("{}/api/v1/appointments/settings", sandbox.base)).header("X-Auth-Key", "wrong");
+    let (status, bad_key) = status_and_json(wrong_key.send().await.unwrap()).await;
+    assert_eq!((status, &bad_key), (StatusCode::UNAUTHORIZED, &json!({"Message": "Authorization has been denied for this request."})));
+
+    sandbox.fault(json!({"endpoint": "*", "fault": "unauthorized", "count": 2})).await;
+    let new_client = json!({"FirstName": "Rae", "LastName": "Sample", "Email": "rae@example.com"});
+    assert_eq!(status_and_json(sandbox.post("/clients", new_client).await).await, (StatusCode::UNAUTHORIZED, bad_key.clone()));
+    let refused = sandbox.post("/appointments", Sandbox::appointment(&client)).await;
+    assert_eq!(status_and_json(refused).await, (StatusCode::UNAUTHORIZED, bad_key));
+    let state = sandbox.state().await;
+    assert_eq!(state["clients"].as_array().unwrap().len(), 1, "no client created");
+    assert!(state["appointments"].as_array().unwrap().is_empty(), "no appointment created");
+
+    let (status, _) = status_and_json(sandbox.post("/appointments", Sandbox::appointment(&client)).await).await;
+    assert_eq!(status, StatusCode::OK, "once the count is spent, the key works again");
+    assert_eq!(sandbox.state().await["appointments"].as_array().unwrap().len(), 1);
+    let faults: Vec<Value> = sandbox.requests_to("/appointments").await.iter().map(|r| r["fault"].clone()).collect();
+    assert_eq!(faults, [json!("unauthorized"), json!(null)]);
 }

@@ -3,7 +3,7 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// The API's endpoints, as faults name them ("*" names them all).
 pub const ENDPOINTS: &[&str] = &[
@@ -16,7 +16,7 @@ pub const ENDPOINTS: &[&str] = &[
     "POST /appointments/cancellation",
 ];
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FaultKind {
     /// 500 with IntakeQ's JSON error body.
@@ -32,9 +32,17 @@ pub enum FaultKind {
     /// The request is carried out at once, but answered only after `delayMs`: the caller that gave up does
     /// not know it succeeded (the trap that makes blind retries create duplicates).
     SucceedLate,
+    /// The call waits `delayMs`, then is carried out and answered as if IntakeQ were healthy (the rate limit
+    /// still applies). A caller that gives up during the wait leaves nothing carried out.
+    Slow,
+    /// 401 with IntakeQ's body for a bad `X-Auth-Key`, nothing carried out: with `"*"` and a count, a rotated
+    /// or revoked API key until the count is spent.
+    Unauthorized,
 }
 
-/// `POST /_sandbox/faults`: the next `count` calls of `endpoint` get `fault`.
+/// `POST /_sandbox/faults`: the next `count` calls of `endpoint` get `fault`. Each call gets at most one
+/// fault: the first planned one that names its endpoint or `"*"`, which then has one count fewer. A large
+/// `count` (up to 4294967295) means "every call, until the faults are cleared".
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct FaultRequest {
@@ -127,6 +135,35 @@ mod tests {
         assert!(faults.take("POST /appointments").is_some());
         assert!(faults.take("POST /appointments").is_some());
         assert!(faults.take("POST /appointments").is_none());
+    }
+
+    #[test]
+    fn a_star_fault_applies_to_every_endpoint_and_the_first_planned_fault_wins() {
+        let mut faults = Faults::default();
+        let plan = |endpoint: &str, fault, count| FaultRequest {
+            endpoint: endpoint.into(),
+            fault,
+            count,
+            delay_ms: Some(10),
+            retry_after_seconds: None,
+        };
+        faults.plan(plan("*", FaultKind::Slow, 2)).unwrap();
+        faults.plan(plan("POST /appointments", FaultKind::Unauthorized, 1)).unwrap();
+        assert_eq!(faults.take("GET /clients").map(|f| f.fault), Some(FaultKind::Slow));
+        assert_eq!(faults.take("POST /appointments").map(|f| f.fault), Some(FaultKind::Slow));
+        assert_eq!(faults.take("POST /appointments").map(|f| f.fault), Some(FaultKind::Unauthorized));
+        assert!(faults.take("POST /appointments").is_none());
+        assert!(faults.take("GET /clients").is_none());
+    }
+
+    #[test]
+    fn fault_names_are_snake_case() {
+        let request: FaultRequest =
+            serde_json::from_value(serde_json::json!({"endpoint": "*", "fault": "unauthorized", "count": 4_294_967_295_u32}))
+                .unwrap();
+        assert_eq!((request.fault, request.count), (FaultKind::Unauthorized, u32::MAX));
+        let slow: FaultRequest = serde_json::from_value(serde_json::json!({"endpoint": "*", "fault": "slow", "delayMs": 5})).unwrap();
+        assert_eq!((slow.fault, slow.count, slow.delay_ms), (FaultKind::Slow, 1, Some(5)));
     }
 
     #[test]

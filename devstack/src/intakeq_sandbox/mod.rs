@@ -2,6 +2,9 @@
 //! appointment endpoints the sync uses, `X-Auth-Key`, the per-minute rate limit, in-memory state, and
 //! IntakeQ-shaped ids, timestamps and errors. Under `/_sandbox` (a path IntakeQ does not have) a control API
 //! lets tests inject faults, read back everything held, change the rate limit and reset.
+//!
+//! The practice has a time zone (`SandboxConfig::practice_time_zone`): `GET /appointments` reads its
+//! `startDate`/`endDate` as dates there, and appointments carry `StartDateLocal` in it.
 
 pub mod faults;
 pub mod practice;
@@ -22,6 +25,8 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
 
+pub use chrono_tz::Tz;
+
 use faults::{FaultKind, FaultRequest, Faults, RateLimit};
 use practice::Settings;
 use records::{AppointmentInput, AppointmentQuery, ClientInput, Records, Rejection};
@@ -31,9 +36,14 @@ pub struct SandboxConfig {
     /// The `X-Auth-Key` the sandbox accepts.
     pub api_key: String,
     pub rate_limit_per_minute: u32,
-    /// How long `hang` and `succeed_late` keep the caller waiting when the fault names no `delayMs`.
+    /// How long `hang`, `succeed_late` and `slow` keep the caller waiting when the fault names no `delayMs`.
     pub default_delay: Duration,
+    /// The practice's time zone: `GET /appointments` reads `startDate`/`endDate` as dates in it.
+    pub practice_time_zone: Tz,
 }
+
+/// The practice's time zone unless told otherwise (`INTAKEQ_SANDBOX_TIME_ZONE`).
+pub const DEFAULT_PRACTICE_TIME_ZONE: Tz = chrono_tz::America::Denver;
 
 struct Sandbox {
     config: SandboxConfig,
@@ -42,6 +52,11 @@ struct Sandbox {
     faults: Mutex<Faults>,
     rate_limit: Mutex<RateLimit>,
     requests: Mutex<Vec<Value>>,
+}
+
+tokio::task_local! {
+    /// The request log's entry for the call being served (set by `log_request` around the call).
+    static LOG_ENTRY: usize;
 }
 
 /// What the gate in front of every endpoint decided.
@@ -61,8 +76,8 @@ pub async fn serve(
 pub fn router(config: SandboxConfig) -> Router {
     let sandbox = Arc::new(Sandbox {
         rate_limit: Mutex::new(RateLimit::new(config.rate_limit_per_minute)),
+        settings: practice::demo_practice(config.practice_time_zone),
         config,
-        settings: practice::demo_practice(),
         records: Mutex::new(Records::default()),
         faults: Mutex::new(Faults::default()),
         requests: Mutex::new(Vec::new()),
@@ -89,37 +104,62 @@ fn message(status: StatusCode, text: &str) -> Response {
     (status, Json(json!({ "Message": text }))).into_response()
 }
 
+/// IntakeQ's answer to a missing or wrong `X-Auth-Key`.
+fn unauthorized() -> Response {
+    message(StatusCode::UNAUTHORIZED, "Authorization has been denied for this request.")
+}
+
 impl Sandbox {
-    /// Authentication, then an injected fault if one is planned, then the rate limit.
+    /// Authentication, then an injected fault if one is planned, then the rate limit. A `slow` fault only
+    /// delays the call: the rest of the gate, and the call, then go on as if it were healthy.
     async fn gate(&self, endpoint: &str, headers: &HeaderMap) -> Gate {
         if headers.get("x-auth-key").and_then(|v| v.to_str().ok()) != Some(self.config.api_key.as_str()) {
-            return Gate::Answer(message(StatusCode::UNAUTHORIZED, "Authorization has been denied for this request."));
+            return Gate::Answer(unauthorized());
         }
         let fault = self.faults.lock().unwrap().take(endpoint);
         if let Some(fault) = fault {
+            self.log_fault(fault.fault);
             let delay = fault.delay_ms.map(Duration::from_millis).unwrap_or(self.config.default_delay);
-            return match fault.fault {
-                FaultKind::ServerError => Gate::Answer(message(StatusCode::INTERNAL_SERVER_ERROR, "An error has occurred.")),
+            let decided = match fault.fault {
+                FaultKind::ServerError => Some(Gate::Answer(message(StatusCode::INTERNAL_SERVER_ERROR, "An error has occurred."))),
                 FaultKind::RateLimited => {
                     let mut response = message(StatusCode::TOO_MANY_REQUESTS, "API rate limit exceeded.");
                     if let Some(seconds) = fault.retry_after_seconds {
                         response.headers_mut().insert(header::RETRY_AFTER, seconds.into());
                     }
-                    Gate::Answer(response)
+                    Some(Gate::Answer(response))
                 }
-                FaultKind::NonJson => Gate::Answer(html(StatusCode::SERVICE_UNAVAILABLE, "503 Service Unavailable")),
-                FaultKind::InvalidServiceId => Gate::Answer(message(StatusCode::BAD_REQUEST, "Invalid ServiceId.")),
+                FaultKind::NonJson => Some(Gate::Answer(html(StatusCode::SERVICE_UNAVAILABLE, "503 Service Unavailable"))),
+                FaultKind::InvalidServiceId => Some(Gate::Answer(message(StatusCode::BAD_REQUEST, "Invalid ServiceId."))),
+                FaultKind::Unauthorized => Some(Gate::Answer(unauthorized())),
                 FaultKind::Hang => {
                     tokio::time::sleep(delay).await;
-                    Gate::Answer(html(StatusCode::GATEWAY_TIMEOUT, "504 Gateway Time-out"))
+                    Some(Gate::Answer(html(StatusCode::GATEWAY_TIMEOUT, "504 Gateway Time-out")))
                 }
-                FaultKind::SucceedLate => Gate::Proceed { answer_after: Some(delay) },
+                FaultKind::SucceedLate => Some(Gate::Proceed { answer_after: Some(delay) }),
+                FaultKind::Slow => {
+                    tokio::time::sleep(delay).await;
+                    None
+                }
             };
+            if let Some(gate) = decided {
+                return gate;
+            }
         }
         if !self.rate_limit.lock().unwrap().admit(Instant::now()) {
             return Gate::Answer(message(StatusCode::TOO_MANY_REQUESTS, "API rate limit exceeded."));
         }
         Gate::Proceed { answer_after: None }
+    }
+
+    /// Notes on the call's request log entry the fault it got, as soon as it gets it (so a call whose caller
+    /// gives up still shows its fault).
+    fn log_fault(&self, fault: FaultKind) {
+        if let Ok(index) = LOG_ENTRY.try_with(|index| *index) {
+            if let Some(entry) = self.requests.lock().unwrap().get_mut(index) {
+                entry["fault"] = to_json(fault);
+            }
+        }
     }
 
     /// One endpoint call: the gate, then `operation` on the records, answered (late, if a fault says so).
@@ -158,7 +198,8 @@ fn to_json<T: serde::Serialize>(value: T) -> Value {
     serde_json::to_value(value).expect("records serialize")
 }
 
-/// Every API call, in order, with the status it got (null while unanswered, or if the caller gave up).
+/// Every API call, in order, with the fault it got (null for none), and the status it got and how long it
+/// took to answer (both null while unanswered, or if the caller gave up).
 async fn log_request(
     State(sandbox): State<Arc<Sandbox>>,
     OriginalUri(uri): OriginalUri,
@@ -171,15 +212,19 @@ async fn log_request(
         "query": uri.query(),
         "at": now_ms(),
         "status": null,
+        "durationMs": null,
+        "fault": null,
     });
+    let started = Instant::now();
     let index = {
         let mut requests = sandbox.requests.lock().unwrap();
         requests.push(entry);
         requests.len() - 1
     };
-    let response = next.run(request).await;
+    let response = LOG_ENTRY.scope(index, next.run(request)).await;
     if let Some(entry) = sandbox.requests.lock().unwrap().get_mut(index) {
         entry["status"] = response.status().as_u16().into();
+        entry["durationMs"] = (started.elapsed().as_millis() as u64).into();
     }
     response
 }
@@ -231,7 +276,10 @@ async fn create_appointment(State(s): State<Arc<Sandbox>>, headers: HeaderMap, b
 }
 
 async fn list_appointments(State(s): State<Arc<Sandbox>>, headers: HeaderMap, Query(q): Query<AppointmentQuery>) -> Response {
-    s.run("GET /appointments", &headers, |records, _| Ok(to_json(records.list_appointments(&q)?))).await
+    s.run("GET /appointments", &headers, |records, settings| {
+        Ok(to_json(records.list_appointments(&q, settings.time_zone)?))
+    })
+    .await
 }
 
 async fn update_appointment(State(s): State<Arc<Sandbox>>, headers: HeaderMap, body: Bytes) -> Response {

@@ -1,6 +1,7 @@
 //! The practice as IntakeQ knows it: what `GET /appointments/settings` answers. Its ids are the IntakeQ ids
 //! in `supabase/seed.sql` (a test checks every seeded id is here).
 
+use chrono_tz::Tz;
 use serde::Serialize;
 
 #[derive(Debug, Clone, Serialize)]
@@ -33,9 +34,13 @@ pub struct Settings {
     pub locations: Vec<Location>,
     pub services: Vec<Service>,
     pub practitioners: Vec<Practitioner>,
+    /// The practice's time zone. `GET /appointments` reads `startDate`/`endDate` as dates in it, and
+    /// `StartDateLocal` is in it. The settings answer does not include it.
+    #[serde(skip)]
+    pub time_zone: Tz,
 }
 
-pub fn demo_practice() -> Settings {
+pub fn demo_practice(time_zone: Tz) -> Settings {
     let practitioner = |id, complete_name, email| Practitioner { id, complete_name, email };
     let service = |id, name, duration, price| Service { id, name, duration, price };
     let location = |id, name| Location { id, name };
@@ -61,5 +66,6 @@ pub fn demo_practice() -> Settings {
             location("4", "Summit Mutual"),
             location("5", "Lakeside Employee Plan"),
         ],
+        time_zone,
     }
 }

@@ -2,6 +2,7 @@
 //! timestamps as IntakeQ gives them), and the rules IntakeQ applies to them.
 
 use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
+use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -60,6 +61,11 @@ pub struct Appointment {
     pub end_date: i64,
     pub start_date_iso: String,
     pub end_date_iso: String,
+    /// The start and end as wall-clock times in the practice's time zone (`yyyy-MM-ddTHH:mm:ss`), and the start
+    /// written out for people. IntakeQ does not document their format: the sandbox's is a guess.
+    pub start_date_local: String,
+    pub end_date_local: String,
+    pub start_date_local_formatted: String,
     pub duration: u32,
     pub service_id: String,
     pub service_name: String,
@@ -118,15 +124,32 @@ fn iso(ms: i64) -> String {
     DateTime::<Utc>::from_timestamp_millis(ms).unwrap_or_default().to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
+/// The instant `ms` as a wall-clock time in `zone`.
+fn local(ms: i64, zone: Tz) -> DateTime<Tz> {
+    DateTime::<Utc>::from_timestamp_millis(ms).unwrap_or_default().with_timezone(&zone)
+}
+
+impl Appointment {
+    /// Sets the start and everything derived from it: the end (after the appointment's duration), and the ISO
+    /// and local forms of both.
+    fn set_start(&mut self, start: i64, zone: Tz) {
+        self.start_date = start;
+        self.end_date = start + i64::from(self.duration) * 60_000;
+        self.start_date_iso = iso(self.start_date);
+        self.end_date_iso = iso(self.end_date);
+        self.start_date_local = local(self.start_date, zone).format("%Y-%m-%dT%H:%M:%S").to_string();
+        self.end_date_local = local(self.end_date, zone).format("%Y-%m-%dT%H:%M:%S").to_string();
+        self.start_date_local_formatted = local(self.start_date, zone).format("%A, %B %-d, %Y %-I:%M %p").to_string();
+    }
+}
+
 fn page<T: Clone>(items: Vec<&T>, page: Option<usize>) -> Vec<T> {
     let page = page.unwrap_or(1).max(1);
     items.into_iter().skip((page - 1) * PAGE_SIZE).take(PAGE_SIZE).cloned().collect()
 }
 
-fn day_start_ms(date: &str) -> Result<i64, Rejection> {
-    NaiveDate::parse_from_str(date, "%Y-%m-%d")
-        .map(|d| d.and_hms_opt(0, 0, 0).unwrap().and_utc().timestamp_millis())
-        .map_err(|_| Rejection(format!("Invalid date {date}. Use yyyy-MM-dd.")))
+fn date(date: &str) -> Result<NaiveDate, Rejection> {
+    NaiveDate::parse_from_str(date, "%Y-%m-%d").map_err(|_| Rejection(format!("Invalid date {date}. Use yyyy-MM-dd.")))
 }
 
 impl Records {
@@ -210,17 +233,19 @@ impl Records {
             return Err(Rejection("Invalid Status.".into()));
         }
         let start = input.utc_date_time.ok_or_else(|| Rejection("UtcDateTime is required.".into()))?;
-        let end = start + i64::from(service.duration) * 60_000;
-        let appointment = Appointment {
+        let mut appointment = Appointment {
             id: appointment_id(now_ms),
             client_id: client.client_id,
             client_name: client.name,
             client_email: client.email,
             status,
-            start_date: start,
-            end_date: end,
-            start_date_iso: iso(start),
-            end_date_iso: iso(end),
+            start_date: 0,
+            end_date: 0,
+            start_date_iso: String::new(),
+            end_date_iso: String::new(),
+            start_date_local: String::new(),
+            end_date_local: String::new(),
+            start_date_local_formatted: String::new(),
             duration: service.duration,
             service_id: service.id.into(),
             service_name: service.name.into(),
@@ -235,14 +260,17 @@ impl Records {
             cancellation_reason: None,
             date_created: now_ms,
         };
+        appointment.set_start(start, settings.time_zone);
         self.appointments.push(appointment.clone());
         Ok(appointment)
     }
 
-    /// `GET /appointments`: `client` is an email (exact) or part of a name; dates are whole UTC days.
-    pub fn list_appointments(&self, query: &AppointmentQuery) -> Result<Vec<Appointment>, Rejection> {
-        let from = query.start_date.as_deref().map(day_start_ms).transpose()?;
-        let until = query.end_date.as_deref().map(day_start_ms).transpose()?.map(|ms| ms + 86_400_000);
+    /// `GET /appointments`: `client` is an email (exact) or part of a name. `startDate`/`endDate` are dates in
+    /// the practice's time zone, both inclusive: an appointment matches when its start, in that zone, falls on
+    /// a date from `startDate` to `endDate`.
+    pub fn list_appointments(&self, query: &AppointmentQuery, zone: Tz) -> Result<Vec<Appointment>, Rejection> {
+        let from = query.start_date.as_deref().map(date).transpose()?;
+        let until = query.end_date.as_deref().map(date).transpose()?;
         let client = query.client.as_deref().map(str::to_lowercase);
         let matches = self
             .appointments
@@ -252,8 +280,10 @@ impl Records {
                     a.client_email.to_lowercase() == c || a.client_name.to_lowercase().contains(c)
                 })
             })
-            .filter(|a| from.is_none_or(|from| a.start_date >= from))
-            .filter(|a| until.is_none_or(|until| a.start_date < until))
+            .filter(|a| {
+                let day = local(a.start_date, zone).date_naive();
+                from.is_none_or(|from| day >= from) && until.is_none_or(|until| day <= until)
+            })
             .filter(|a| query.status.as_deref().is_none_or(|s| a.status.eq_ignore_ascii_case(s)))
             .collect();
         Ok(page(matches, query.page))
@@ -268,10 +298,7 @@ impl Records {
             .ok_or_else(|| Rejection("Appointment not found".into()))?;
         if let Some(status) = input.status { appointment.status = status }
         if let Some(start) = input.utc_date_time {
-            appointment.start_date = start;
-            appointment.end_date = start + i64::from(appointment.duration) * 60_000;
-            appointment.start_date_iso = iso(appointment.start_date);
-            appointment.end_date_iso = iso(appointment.end_date);
+            appointment.set_start(start, settings.time_zone);
         }
         if let Some(service_id) = input.service_id {
             let service = settings.services.iter().find(|s| s.id == service_id)

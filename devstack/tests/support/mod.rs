@@ -77,6 +77,7 @@ pub async fn start_sandbox(rate_limit_per_minute: u32) -> String {
         api_key: SANDBOX_KEY.into(),
         rate_limit_per_minute,
         default_delay: Duration::from_secs(30),
+        practice_time_zone: intakeq_sandbox::DEFAULT_PRACTICE_TIME_ZONE,
     };
     tokio::spawn(intakeq_sandbox::serve(listener, config, std::future::pending()));
     format!("http://{address}")
