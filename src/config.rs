@@ -1,8 +1,12 @@
 //! The worker's settings (wrangler vars and secrets), read in one place into a typed struct. Secrets are
 //! `Secret`s: printing a `Config` shows `[redacted]` for each.
 
+use std::time::Duration;
+
 use crate::intakeq::IntakeqSettings;
 use crate::support::secret::Secret;
+use crate::sync::job::RetryPolicy;
+use crate::sync::record::AttemptSettings;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
@@ -18,7 +22,12 @@ pub struct Config {
     /// `None` when INTAKEQ_API_KEY is not set: bookings then wait in the outbox, and the cron does nothing.
     pub intakeq: Option<IntakeqSettings>,
     pub sync_batch_size: u32,
-    pub sync_max_attempts: u32,
+    /// A cap on a job's attempts (SYNC_MAX_ATTEMPTS); unset: the retry window alone decides.
+    pub sync_max_attempts: Option<u32>,
+    /// Backoff between attempts grows to at most this.
+    pub sync_max_backoff_minutes: u32,
+    /// How long after booking (or a requeue) a job keeps retrying before it is dead.
+    pub sync_retry_window_hours: u32,
     /// The bearer token of the staff routes (sync health, requeue); without it they refuse everyone.
     pub admin_token: Option<Secret>,
 }
@@ -47,7 +56,9 @@ impl Config {
         let sync_lease_seconds = number("SYNC_LEASE_SECONDS", 60, &mut problems) as u32;
         let intakeq_timeout_ms = number("INTAKEQ_TIMEOUT_MS", 8_000, &mut problems);
         let sync_batch_size = number("SYNC_BATCH_SIZE", 5, &mut problems).clamp(1, 100) as u32;
-        let sync_max_attempts = number("SYNC_MAX_ATTEMPTS", 5, &mut problems).clamp(1, 100) as u32;
+        let sync_max_attempts = lookup("SYNC_MAX_ATTEMPTS").map(|_| number("SYNC_MAX_ATTEMPTS", 0, &mut problems).clamp(1, 10_000) as u32);
+        let sync_max_backoff_minutes = number("SYNC_MAX_BACKOFF_MINUTES", 30, &mut problems).clamp(1, 1440) as u32;
+        let sync_retry_window_hours = number("SYNC_RETRY_WINDOW_HOURS", 72, &mut problems).clamp(1, 8760) as u32;
         let present = |name: &str| lookup(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
         // A runner's lease must outlast its attempt (three IntakeQ calls and two database calls at most),
         // or a second runner could start the same job while the first is still at it.
@@ -78,12 +89,29 @@ impl Config {
             intakeq,
             sync_batch_size,
             sync_max_attempts,
+            sync_max_backoff_minutes,
+            sync_retry_window_hours,
             admin_token: present("ADMIN_TOKEN").map(Secret::new),
         };
         if problems.is_empty() {
             Ok(config)
         } else {
             Err(problems)
+        }
+    }
+}
+
+impl Config {
+    /// How a runner (the booking request, or the cron) works a sync job.
+    pub fn attempt_settings(&self) -> AttemptSettings {
+        let call_ms = self.intakeq.as_ref().map_or(0, |i| i.timeout_ms);
+        AttemptSettings {
+            policy: RetryPolicy {
+                max_attempts: self.sync_max_attempts,
+                max_backoff_minutes: self.sync_max_backoff_minutes,
+                retry_window_hours: self.sync_retry_window_hours,
+            },
+            call_and_record: Duration::from_millis(call_ms + self.database_timeout_ms),
         }
     }
 }
@@ -108,7 +136,8 @@ mod tests {
         assert_eq!(config.allowed_origins, ["https://book.example.com", "http://localhost:3000"]);
         assert!(!config.expose_error_debug);
         assert_eq!((config.database_timeout_ms, config.sync_lease_seconds), (10_000, 60));
-        assert_eq!((config.intakeq.clone(), config.sync_batch_size, config.sync_max_attempts), (None, 5, 5));
+        assert_eq!((config.intakeq.clone(), config.sync_batch_size, config.sync_max_attempts), (None, 5, None));
+        assert_eq!((config.sync_max_backoff_minutes, config.sync_retry_window_hours), (30, 72));
         assert_eq!(config.admin_token, None);
     }
 

@@ -67,9 +67,9 @@ async fn scheduled(_event: ScheduledEvent, env: Env, _context: ScheduleContext) 
     let settings = RunnerSettings {
         batch_size: config.sync_batch_size,
         lease_seconds: config.sync_lease_seconds,
-        max_attempts: config.sync_max_attempts,
+        attempt: config.attempt_settings(),
     };
-    if let Err(error) = run_once(&store, &intakeq, &runner, &settings).await {
+    if let Err(error) = run_once(&store, &intakeq, &JsClock, &runner, &settings).await {
         tracing::error!(step = "sync_claim", outcome = "failed", runner, debug = %error.debug());
     }
 }

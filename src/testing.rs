@@ -7,14 +7,14 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use crate::booking::model::{AppointmentStatus, BookingOutcome, SyncStatus};
+use crate::booking::model::{AppointmentStatus, BookingOutcome, JobState, SyncStatus};
 use crate::booking::request::BookingRequest;
 use crate::booking::store::{BookingStore, FailureRecord, StoreError};
 use crate::intakeq::wire::{self, Appointment, Client};
 use crate::intakeq::{Intakeq, IntakeqError};
 use crate::support::clock::Clock;
 use crate::support::request_id::RequestId;
-use crate::sync::job::{SyncJob, SyncOutcome, SyncReport};
+use crate::sync::job::{RecordedJob, RetryPolicy, SyncJob, SyncOutcome};
 use crate::sync::store::SyncStore;
 
 pub struct FixedClock;
@@ -36,6 +36,8 @@ pub struct FakeStore {
     pub unhealthy: bool,
     /// Jobs `claim_sync_jobs` hands out.
     pub due_jobs: RefCell<Vec<SyncJob>>,
+    /// The limit of each claim.
+    pub claims: RefCell<Vec<u32>>,
     /// What runners reported: (job id, runner, report as text).
     pub reports: RefCell<Vec<(String, String, String)>>,
 }
@@ -71,21 +73,22 @@ impl BookingStore for FakeStore {
 }
 
 impl SyncStore for FakeStore {
-    async fn claim_sync_jobs(&self, _runner: &str, limit: u32, _lease_seconds: u32) -> Result<Vec<SyncJob>, StoreError> {
+    async fn claim_sync_jobs(&self, _runner: &str, limit: u32, _lease_seconds: u32, _policy: &RetryPolicy) -> Result<Vec<SyncJob>, StoreError> {
+        self.claims.borrow_mut().push(limit);
         let mut due = self.due_jobs.borrow_mut();
         let take = (limit as usize).min(due.len());
         Ok(due.drain(..take).collect())
     }
 
-    async fn record_sync_result(&self, job_id: Uuid, runner: &str, report: SyncReport<'_>, _max: u32) -> Result<SyncJob, StoreError> {
-        self.reports.borrow_mut().push((job_id.to_string(), runner.into(), format!("{report:?}")));
-        let mut booking = booked().booking;
-        if let SyncReport::Attempted(SyncOutcome::Synced { pq_appointment_id, .. }) = report {
-            booking.status = AppointmentStatus::Scheduled;
-            booking.sync_status = SyncStatus::Synced;
-            booking.pq_appointment_id = Some(pq_appointment_id.clone());
+    async fn record_sync_result(&self, job: &SyncJob, runner: &str, outcome: &SyncOutcome, _policy: &RetryPolicy) -> Result<RecordedJob, StoreError> {
+        self.reports.borrow_mut().push((job.job_id.to_string(), runner.into(), format!("{outcome:?}")));
+        let mut recorded = job.clone();
+        if let SyncOutcome::Synced { pq_appointment_id, .. } = outcome {
+            recorded.booking.status = AppointmentStatus::Scheduled;
+            recorded.booking.sync_status = SyncStatus::Synced;
+            recorded.booking.pq_appointment_id = Some(pq_appointment_id.clone());
         }
-        Ok(SyncJob { job_id, attempt: 2, max_attempts: 5, needs_reconcile: false, booking })
+        Ok(RecordedJob { job: SyncJob { lease_token: None, ..recorded }, recorded: true })
     }
 
     async fn sync_health(&self) -> Result<Value, StoreError> {
@@ -93,7 +96,11 @@ impl SyncStore for FakeStore {
     }
 
     async fn requeue_sync_job(&self, _appointment_id: Uuid, _requested_by: &str) -> Result<SyncJob, StoreError> {
-        Ok(SyncJob { job_id: Uuid::nil(), attempt: 1, max_attempts: 5, needs_reconcile: false, booking: booked().booking })
+        Ok(job(false))
+    }
+
+    async fn requeue_dead_sync_jobs(&self, since: DateTime<Utc>, _requested_by: &str) -> Result<Value, StoreError> {
+        Ok(json!({"requeued": 0, "appointment_ids": [], "since": since}))
     }
 }
 
@@ -115,6 +122,7 @@ pub fn booked_json() -> Value {
         "intakeq": {"practitioner_id": "5f1a00000000000000000001", "service_id": "7c1e0000-0000-4000-8000-000000000001",
                     "location_id": "1", "client_id": null},
         "sync_job": {"id": "5e7a0000-0000-4000-8000-000000000001", "state": "pending", "locked_by": "req-1",
+                     "lease_token": "1ea5e000-0000-4000-8000-000000000001", "lease_expires_at": "2026-11-24T12:01:00.000Z",
                      "retry_count": 0, "locked_until": "2026-11-24T12:01:00Z"},
         "is_duplicate": false, "replayed": false, "patient_created": true
     })
@@ -123,7 +131,17 @@ pub fn booked_json() -> Value {
 /// A job for `booked()`.
 pub fn job(needs_reconcile: bool) -> SyncJob {
     let booking = booked().booking;
-    SyncJob { job_id: booking.sync_job.as_ref().unwrap().id, attempt: 1, max_attempts: 5, needs_reconcile, booking }
+    let lease = booking.sync_job.as_ref().unwrap();
+    SyncJob {
+        job_id: lease.id,
+        attempt: 1,
+        max_attempts: 5,
+        needs_reconcile,
+        state: JobState::Pending,
+        lease_token: lease.lease_token,
+        lease_expires_at: Some("2026-11-24T12:01:00Z".parse().unwrap()),
+        booking,
+    }
 }
 
 /// IntakeQ in memory: clients and appointments it holds, failures queued per call, every call remembered.

@@ -34,6 +34,8 @@ pub enum JobState {
     Pending,
     Done,
     Dead,
+    /// The appointment was cancelled before it reached IntakeQ: nothing was posted.
+    Cancelled,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -99,6 +101,9 @@ pub struct SyncJobRef {
     pub state: JobState,
     /// Who holds its lease: the request that booked it, at first.
     pub locked_by: Option<String>,
+    /// The lease's token, which the holder's report must carry.
+    pub lease_token: Option<Uuid>,
+    pub lease_expires_at: Option<DateTime<Utc>>,
 }
 
 impl AppointmentStatus {

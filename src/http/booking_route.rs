@@ -16,13 +16,13 @@ use crate::intakeq::Intakeq;
 use crate::support::clock::Clock;
 use crate::support::request_id::RequestId;
 use crate::sync::job::SyncJob;
-use crate::sync::record::attempt_and_record;
+use crate::sync::record::{attempt_and_record, AttemptSettings};
 use crate::sync::store::SyncStore;
 
 pub struct FlowSettings {
     pub expose_error_debug: bool,
     pub sync_lease_seconds: u32,
-    pub sync_max_attempts: u32,
+    pub sync_attempt: AttemptSettings,
 }
 
 /// `intakeq` is `None` when the worker has no IntakeQ key: the booking then waits in the outbox.
@@ -60,7 +60,7 @@ pub async fn book(
                 status = booking.status.as_str(), sync_status = booking.sync_status.as_str()
             );
             if let Some(intakeq) = intakeq.filter(|_| !booked.is_duplicate && !booked.replayed) {
-                sync_now(store, intakeq, request_id, &mut booked, settings.sync_max_attempts).await;
+                sync_now(store, intakeq, clock, request_id, &mut booked, &settings.sync_attempt).await;
             }
             success(&booked, request_id)
         }
@@ -81,18 +81,35 @@ pub async fn book(
 
 /// The first sync attempt, by the request that booked (it holds the job's lease). Whatever happens, the answer
 /// is what the database then says about the appointment.
-async fn sync_now(store: &impl SyncStore, intakeq: &impl Intakeq, request_id: &RequestId, booked: &mut BookingOutcome, max_attempts: u32) {
+async fn sync_now(
+    store: &impl SyncStore,
+    intakeq: &impl Intakeq,
+    clock: &impl Clock,
+    request_id: &RequestId,
+    booked: &mut BookingOutcome,
+    settings: &AttemptSettings,
+) {
     let booking = &booked.booking;
-    let Some(job) = booking.sync_job.as_ref().filter(|j| j.locked_by.as_deref() == Some(request_id.as_str())) else {
+    let Some(lease) = booking.sync_job.as_ref().filter(|j| j.locked_by.as_deref() == Some(request_id.as_str())) else {
         return;
     };
-    let job = SyncJob { job_id: job.id, attempt: 1, max_attempts, needs_reconcile: false, booking: booking.clone() };
+    let job = SyncJob {
+        job_id: lease.id,
+        attempt: 1,
+        max_attempts: settings.policy.max_attempts.unwrap_or(0),
+        needs_reconcile: false,
+        state: lease.state,
+        lease_token: lease.lease_token,
+        lease_expires_at: lease.lease_expires_at,
+        booking: booking.clone(),
+    };
     // When the result cannot be recorded, the job stays leased to this request; when the lease runs out the
     // cron takes it, and reconciles.
-    if let Ok(recorded) = attempt_and_record(store, intakeq, &job, request_id.as_str(), max_attempts).await.recorded {
-        booked.booking.status = recorded.booking.status;
-        booked.booking.sync_status = recorded.booking.sync_status;
-        booked.booking.pq_appointment_id = recorded.booking.pq_appointment_id;
+    if let Ok(recorded) = attempt_and_record(store, intakeq, clock, &job, request_id.as_str(), settings).await.recorded {
+        let now = &recorded.job.booking;
+        booked.booking.status = now.status;
+        booked.booking.sync_status = now.sync_status;
+        booked.booking.pq_appointment_id = now.pq_appointment_id.clone();
     }
 }
 

@@ -147,7 +147,7 @@ async fn route<S: BookingStore + SyncStore, Q: Intakeq>(
             let settings = FlowSettings {
                 expose_error_debug: config.expose_error_debug,
                 sync_lease_seconds: config.sync_lease_seconds,
-                sync_max_attempts: config.sync_max_attempts,
+                sync_attempt: config.attempt_settings(),
             };
             let idempotency_key = request.header("idempotency-key");
             booking_route::book(store, intakeq, clock, request_id, &request.body, idempotency_key, &settings).await

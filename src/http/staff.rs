@@ -1,7 +1,9 @@
 //! The staff routes, behind `Authorization: Bearer <ADMIN_TOKEN>`:
 //!   GET  /api/patient-booking/sync-health          the IntakeQ sync's state
-//!   POST /api/patient-booking/sync-jobs/requeue    {"appointmentId"}: a dead sync job back in the queue
+//!   POST /api/patient-booking/sync-jobs/requeue    {"appointmentId"}: a dead sync job back in the queue;
+//!                                                  {"deadSince"}: every job that died at or after that time
 
+use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 use tracing::{info, warn};
 use uuid::Uuid;
@@ -28,19 +30,38 @@ pub async fn route(request: &HttpRequest, config: &Config, store: &impl SyncStor
             Err(error) => staff_failure(&error, Step::SyncHealth, request_id, clock, expose_debug),
         },
         REQUEUE_PATH => {
-            let appointment_id = serde_json::from_slice::<Value>(&request.body)
-                .ok()
-                .and_then(|body| body.get("appointmentId").and_then(Value::as_str).and_then(|id| Uuid::parse_str(id).ok()));
-            let Some(appointment_id) = appointment_id else {
-                let field = FieldError { field: "appointmentId".into(), message: "must be a UUID".into() };
-                return Answer::error(&BookingError::invalid(vec![field]), request_id, clock, expose_debug);
+            let body = serde_json::from_slice::<Value>(&request.body).unwrap_or(Value::Null);
+            let requested_by = format!("staff via request {}", request_id.as_str());
+            let refuse = |field: &str, message: &str| {
+                let field = FieldError { field: field.into(), message: message.into() };
+                Answer::error(&BookingError::invalid(vec![field]), request_id, clock, expose_debug)
             };
-            match store.requeue_sync_job(appointment_id, &format!("staff via request {}", request_id.as_str())).await {
-                Ok(job) => {
-                    info!(step = "sync_requeue", outcome = "ok", appointment_id = %appointment_id);
-                    staff_answer(request_id, json!({"appointmentId": appointment_id, "syncStatus": job.booking.sync_status}))
+            match (body.get("appointmentId"), body.get("deadSince")) {
+                (Some(_), Some(_)) => refuse("deadSince", "give either appointmentId or deadSince, not both"),
+                (None, Some(since)) => {
+                    let Some(since) = since.as_str().and_then(|s| DateTime::parse_from_rfc3339(s).ok()) else {
+                        return refuse("deadSince", "must be an RFC 3339 time");
+                    };
+                    match store.requeue_dead_sync_jobs(since.with_timezone(&Utc), &requested_by).await {
+                        Ok(requeued) => {
+                            info!(step = "sync_requeue", outcome = "ok", dead_since = %since, requeued = %requeued["requeued"]);
+                            staff_answer(request_id, requeued)
+                        }
+                        Err(error) => staff_failure(&error, Step::SyncRequeue, request_id, clock, expose_debug),
+                    }
                 }
-                Err(error) => staff_failure(&error, Step::SyncRequeue, request_id, clock, expose_debug),
+                (appointment_id, None) => {
+                    let Some(appointment_id) = appointment_id.and_then(Value::as_str).and_then(|id| Uuid::parse_str(id).ok()) else {
+                        return refuse("appointmentId", "must be a UUID (or give deadSince)");
+                    };
+                    match store.requeue_sync_job(appointment_id, &requested_by).await {
+                        Ok(job) => {
+                            info!(step = "sync_requeue", outcome = "ok", appointment_id = %appointment_id);
+                            staff_answer(request_id, json!({"appointmentId": appointment_id, "syncStatus": job.booking.sync_status}))
+                        }
+                        Err(error) => staff_failure(&error, Step::SyncRequeue, request_id, clock, expose_debug),
+                    }
+                }
             }
         }
         _ => Answer::error(&BookingError::new(ErrorCode::NotFound, Step::Routing), request_id, clock, expose_debug),

@@ -146,3 +146,21 @@ fn the_openapi_document_is_served_and_names_every_code_and_step() {
         assert!(documented || code == crate::booking::error::ErrorCode::NotFound, "{code:?} documented with status {status}");
     }
 }
+
+#[test]
+fn a_requeue_names_one_job_or_a_time_never_both() {
+    let store = FakeStore::default();
+    let staff = [("Authorization", "Bearer staff-secret")];
+    let post = |body: Value| send(&store, &request("POST", REQUEUE_PATH, &staff, body.to_string().as_bytes()));
+    let since = post(json!({"deadSince": "2026-11-24T08:00:00Z"}));
+    assert_eq!((since.status, json_body(&since)["data"]["requeued"].clone()), (200, json!(0)));
+    for (body, field) in [
+        (json!({"deadSince": "yesterday"}), "deadSince"),
+        (json!({"appointmentId": "", "deadSince": "2000-01-01T00:00:00Z"}), "deadSince"),
+        (json!({"appointmentId": 42}), "appointmentId"),
+        (json!({}), "appointmentId"),
+    ] {
+        let refused = post(body.clone());
+        assert_eq!((refused.status, json_body(&refused)["fieldErrors"][0]["field"].clone()), (400, json!(field)), "{body}");
+    }
+}

@@ -39,6 +39,8 @@ pub enum IntakeqError {
     Rejected { status: u16, message: String },
     /// A search went on for more pages than an attempt reads: it could not be completed.
     TooManyPages,
+    /// Not sent: the caller's lease would run out before the call could finish.
+    LeaseTooShort,
 }
 
 impl fmt::Display for IntakeqError {
@@ -52,6 +54,7 @@ impl fmt::Display for IntakeqError {
             IntakeqError::NotJson { status } => write!(f, "an answer that is not JSON ({status})"),
             IntakeqError::Rejected { status, message } => write!(f, "rejected ({status}): {message}"),
             IntakeqError::TooManyPages => write!(f, "more pages than an attempt reads"),
+            IntakeqError::LeaseTooShort => write!(f, "not sent: the lease would run out first"),
         }
     }
 }

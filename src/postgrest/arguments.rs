@@ -1,12 +1,13 @@
 //! The named arguments of our database functions (`p_*`), built from domain types. Only this file knows them.
 
+use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
 use crate::booking::request::{BookingRequest, Email, Patient, Phone, Text};
 use crate::booking::store::FailureRecord;
 use crate::support::request_id::RequestId;
-use crate::sync::job::{SyncOutcome, SyncReport};
+use crate::sync::job::{FailureKind, RetryPolicy, SyncJob, SyncOutcome};
 
 /// The named arguments of `book_appointment`; absent optional values are left out (their defaults apply).
 pub fn book_appointment(booking: &BookingRequest, request_id: &RequestId, sync_lease_seconds: u32) -> Value {
@@ -73,35 +74,48 @@ pub fn record_booking_failure(failure: &FailureRecord) -> Value {
     })
 }
 
-pub fn claim_sync_jobs(runner: &str, limit: u32, lease_seconds: u32) -> Value {
-    json!({"p_runner": runner, "p_limit": limit, "p_lease_seconds": lease_seconds})
+pub fn claim_sync_jobs(runner: &str, limit: u32, lease_seconds: u32, policy: &RetryPolicy) -> Value {
+    json!({"p_runner": runner, "p_limit": limit, "p_lease_seconds": lease_seconds,
+           "p_retry_window_hours": policy.retry_window_hours})
 }
 
-pub fn record_sync_result(job_id: Uuid, runner: &str, report: SyncReport<'_>, max_attempts: u32) -> Value {
-    let mut arguments = json!({"p_job_id": job_id, "p_runner": runner, "p_max_attempts": max_attempts});
-    match report {
-        SyncReport::Attempted(SyncOutcome::Synced { pq_appointment_id, client_id }) => {
-            arguments["p_outcome"] = json!("synced");
-            arguments["p_pq_appointment_id"] = json!(pq_appointment_id);
-            arguments["p_intakeq_client_id"] = json!(client_id);
+pub fn record_sync_result(job: &SyncJob, runner: &str, outcome: &SyncOutcome, policy: &RetryPolicy) -> Value {
+    let mut arguments = json!({
+        "p_job_id": job.job_id, "p_runner": runner, "p_lease_token": job.lease_token,
+        "p_max_attempts": policy.max_attempts, "p_max_backoff_minutes": policy.max_backoff_minutes,
+        "p_retry_window_hours": policy.retry_window_hours,
+    });
+    let fields: Value = match outcome {
+        SyncOutcome::Synced { pq_appointment_id, client_id } => {
+            json!({"p_outcome": "synced", "p_pq_appointment_id": pq_appointment_id, "p_intakeq_client_id": client_id})
         }
-        SyncReport::Attempted(SyncOutcome::Failed { kind, error, client_id, retry_after_seconds, .. }) => {
-            arguments["p_outcome"] = json!("failed");
-            arguments["p_error_kind"] = json!(kind.as_str());
-            arguments["p_error"] = json!(error);
-            arguments["p_intakeq_client_id"] = json!(client_id);
-            arguments["p_retry_after_seconds"] = json!(retry_after_seconds);
+        SyncOutcome::Cancelled { found_upstream, client_id } => {
+            json!({"p_outcome": "cancelled", "p_pq_appointment_id": found_upstream, "p_intakeq_client_id": client_id})
         }
-        SyncReport::Released { retry_after_seconds } => {
-            arguments["p_outcome"] = json!("released");
-            arguments["p_retry_after_seconds"] = json!(retry_after_seconds);
-        }
+        SyncOutcome::Failed { kind, error, client_id, retry_after_seconds, lookup_completed } => match kind {
+            FailureKind::Transient | FailureKind::Ambiguous | FailureKind::Permanent => json!({
+                "p_outcome": "failed", "p_error_kind": kind.as_str(), "p_error": error,
+                "p_intakeq_client_id": client_id, "p_retry_after_seconds": retry_after_seconds,
+                "p_lookup_completed": lookup_completed,
+            }),
+            FailureKind::Authentication => json!({"p_outcome": "auth_failed", "p_error": error}),
+            FailureKind::RateLimited | FailureKind::LeaseTooShort => {
+                json!({"p_outcome": "released", "p_retry_after_seconds": retry_after_seconds, "p_intakeq_client_id": client_id})
+            }
+        },
+    };
+    if let (Some(arguments), Value::Object(fields)) = (arguments.as_object_mut(), fields) {
+        arguments.extend(fields);
     }
     arguments
 }
 
 pub fn requeue_sync_job(appointment_id: Uuid, requested_by: &str) -> Value {
     json!({"p_appointment_id": appointment_id, "p_requested_by": requested_by})
+}
+
+pub fn requeue_dead_sync_jobs(since: DateTime<Utc>, requested_by: &str) -> Value {
+    json!({"p_since": since, "p_requested_by": requested_by})
 }
 
 #[cfg(test)]
@@ -144,20 +158,25 @@ fn the_rpc_arguments_carry_the_booking() {
 }
 
     #[test]
-    fn a_sync_report_names_its_outcome() {
-        let job = Uuid::nil();
+    fn a_sync_report_names_its_outcome_and_carries_the_lease_token() {
+        let job = crate::testing::job(false);
+        let policy = RetryPolicy { max_attempts: None, max_backoff_minutes: 30, retry_window_hours: 72 };
         let failed = SyncOutcome::Failed {
             kind: FailureKind::Ambiguous, error: "POST /appointments: no answer in time".into(),
-            client_id: Some("1001".into()), retry_after_seconds: None, rate_limited: false,
+            client_id: Some("1001".into()), retry_after_seconds: None, lookup_completed: true,
         };
-        let arguments = record_sync_result(job, "cron-1", SyncReport::Attempted(&failed), 5);
         assert_eq!(
-            arguments,
-            json!({"p_job_id": job, "p_runner": "cron-1", "p_max_attempts": 5, "p_outcome": "failed",
+            record_sync_result(&job, "cron-1", &failed, &policy),
+            json!({"p_job_id": job.job_id, "p_runner": "cron-1", "p_lease_token": job.lease_token, "p_max_attempts": null,
+                   "p_max_backoff_minutes": 30, "p_retry_window_hours": 72, "p_outcome": "failed",
                    "p_error_kind": "ambiguous", "p_error": "POST /appointments: no answer in time",
-                   "p_intakeq_client_id": "1001", "p_retry_after_seconds": null})
+                   "p_intakeq_client_id": "1001", "p_retry_after_seconds": null, "p_lookup_completed": true})
         );
-        let released = record_sync_result(job, "cron-1", SyncReport::Released { retry_after_seconds: Some(30) }, 5);
-        assert_eq!((released["p_outcome"].clone(), released["p_retry_after_seconds"].clone()), (json!("released"), json!(30)));
+        let outcome = |kind| SyncOutcome::Failed { kind, error: "e".into(), client_id: None, retry_after_seconds: Some(30), lookup_completed: false };
+        for (kind, name) in [(FailureKind::RateLimited, "released"), (FailureKind::LeaseTooShort, "released"), (FailureKind::Authentication, "auth_failed")] {
+            assert_eq!(record_sync_result(&job, "cron-1", &outcome(kind), &policy)["p_outcome"], name, "{kind:?}");
+        }
+        let cancelled = SyncOutcome::Cancelled { found_upstream: Some("a".repeat(24)), client_id: None };
+        assert_eq!(record_sync_result(&job, "cron-1", &cancelled, &policy)["p_outcome"], "cancelled");
     }
 }

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use futures::future::{select, Either};
 use postgrest::Postgrest;
 use serde_json::{json, Value};
@@ -15,7 +16,7 @@ use crate::booking::request::BookingRequest;
 use crate::booking::store::{BookingStore, FailureRecord, StoreError};
 use crate::config::Config;
 use crate::support::request_id::RequestId;
-use crate::sync::job::{SyncJob, SyncReport};
+use crate::sync::job::{RecordedJob, RetryPolicy, SyncJob, SyncOutcome};
 use crate::sync::store::SyncStore;
 
 pub struct PostgrestStore {
@@ -78,12 +79,12 @@ impl BookingStore for PostgrestStore {
 }
 
 impl SyncStore for PostgrestStore {
-    async fn claim_sync_jobs(&self, runner: &str, limit: u32, lease_seconds: u32) -> Result<Vec<SyncJob>, StoreError> {
-        self.call("claim_sync_jobs", &arguments::claim_sync_jobs(runner, limit, lease_seconds)).await
+    async fn claim_sync_jobs(&self, runner: &str, limit: u32, lease_seconds: u32, policy: &RetryPolicy) -> Result<Vec<SyncJob>, StoreError> {
+        self.call("claim_sync_jobs", &arguments::claim_sync_jobs(runner, limit, lease_seconds, policy)).await
     }
 
-    async fn record_sync_result(&self, job_id: Uuid, runner: &str, report: SyncReport<'_>, max_attempts: u32) -> Result<SyncJob, StoreError> {
-        self.call("record_sync_result", &arguments::record_sync_result(job_id, runner, report, max_attempts)).await
+    async fn record_sync_result(&self, job: &SyncJob, runner: &str, outcome: &SyncOutcome, policy: &RetryPolicy) -> Result<RecordedJob, StoreError> {
+        self.call("record_sync_result", &arguments::record_sync_result(job, runner, outcome, policy)).await
     }
 
     async fn sync_health(&self) -> Result<Value, StoreError> {
@@ -92,5 +93,9 @@ impl SyncStore for PostgrestStore {
 
     async fn requeue_sync_job(&self, appointment_id: Uuid, requested_by: &str) -> Result<SyncJob, StoreError> {
         self.call("requeue_sync_job", &arguments::requeue_sync_job(appointment_id, requested_by)).await
+    }
+
+    async fn requeue_dead_sync_jobs(&self, since: DateTime<Utc>, requested_by: &str) -> Result<Value, StoreError> {
+        self.call("requeue_dead_sync_jobs", &arguments::requeue_dead_sync_jobs(since, requested_by)).await
     }
 }

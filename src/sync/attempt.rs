@@ -7,15 +7,38 @@ use chrono::{DateTime, Days, Utc};
 use tracing::{info, warn};
 
 use super::job::{FailureKind, SyncJob, SyncOutcome};
-use crate::booking::model::BookedPatient;
+use crate::booking::model::{AppointmentStatus, BookedPatient};
 use crate::intakeq::wire::{Appointment, Client, NewAppointment, NewClient, PAGE_SIZE};
 use crate::intakeq::{Intakeq, IntakeqError};
+use crate::support::clock::Clock;
 
 /// How many pages of one search an attempt reads at most (100 records a page).
 const MAX_PAGES: u32 = 20;
 
+/// The lease an attempt runs under: no IntakeQ call starts unless it can finish (and be recorded) before the
+/// lease runs out, so no other runner can be working on the job at the same time.
+pub struct Lease<'a, C> {
+    clock: &'a C,
+    /// The last moment a call may start: the lease's end less one call and one database call.
+    last_call_start: DateTime<Utc>,
+}
+
+impl<'a, C: Clock> Lease<'a, C> {
+    pub fn new(clock: &'a C, last_call_start: DateTime<Utc>) -> Self {
+        Lease { clock, last_call_start }
+    }
+
+    fn allows_a_call(&self) -> Result<(), IntakeqError> {
+        if self.clock.now() <= self.last_call_start {
+            Ok(())
+        } else {
+            Err(IntakeqError::LeaseTooShort)
+        }
+    }
+}
+
 fn failed(kind: FailureKind, error: String, client_id: Option<String>) -> SyncOutcome {
-    SyncOutcome::Failed { kind, error, client_id, retry_after_seconds: None, rate_limited: false }
+    SyncOutcome::Failed { kind, error, client_id, retry_after_seconds: None, lookup_completed: false }
 }
 
 /// A failed call. Before the appointment is posted nothing can have been created; when posting it,
@@ -23,9 +46,11 @@ fn failed(kind: FailureKind, error: String, client_id: Option<String>) -> SyncOu
 fn call_failed(call: &str, error: IntakeqError, posting_appointment: bool, client_id: Option<String>) -> SyncOutcome {
     let text = format!("{call}: {error}");
     match error {
-        IntakeqError::RateLimited { retry_after_seconds } => {
-            SyncOutcome::Failed { kind: FailureKind::Transient, error: text, client_id, retry_after_seconds, rate_limited: true }
-        }
+        IntakeqError::RateLimited { retry_after_seconds } => SyncOutcome::Failed {
+            kind: FailureKind::RateLimited, error: text, client_id, retry_after_seconds, lookup_completed: false,
+        },
+        IntakeqError::LeaseTooShort => failed(FailureKind::LeaseTooShort, text, client_id),
+        IntakeqError::Rejected { status: 401 | 403, .. } => failed(FailureKind::Authentication, text, client_id),
         IntakeqError::Rejected { .. } => failed(FailureKind::Permanent, text, client_id),
         _ if posting_appointment => failed(FailureKind::Ambiguous, text, client_id),
         _ => failed(FailureKind::Transient, text, client_id),
@@ -52,8 +77,9 @@ fn same_person(client: &Client, patient: &BookedPatient) -> bool {
 }
 
 /// The patient's IntakeQ client, reading every page of the (partial) search by email.
-async fn find_client(intakeq: &impl Intakeq, patient: &BookedPatient) -> Result<Option<Client>, IntakeqError> {
+async fn find_client(intakeq: &impl Intakeq, lease: &Lease<'_, impl Clock>, patient: &BookedPatient) -> Result<Option<Client>, IntakeqError> {
     for page in 1..=MAX_PAGES {
+        lease.allows_a_call()?;
         let clients = intakeq.search_clients(&patient.email, page).await?;
         if let Some(client) = clients.iter().find(|c| same_person(c, patient)) {
             return Ok(Some(client.clone()));
@@ -71,6 +97,7 @@ async fn find_client(intakeq: &impl Intakeq, patient: &BookedPatient) -> Result<
 /// every page is read.
 async fn find_appointment(
     intakeq: &impl Intakeq,
+    lease: &Lease<'_, impl Clock>,
     email: &str,
     client: u64,
     (practitioner, service): (&str, &str),
@@ -87,6 +114,7 @@ async fn find_appointment(
             && a.status.as_deref() != Some("Canceled")
     };
     for page in 1..=MAX_PAGES {
+        lease.allows_a_call()?;
         let appointments = intakeq.appointments_between(email, from, to, page).await?;
         if let Some(found) = appointments.iter().find(is_ours) {
             return Ok(Some(found.clone()));
@@ -98,57 +126,59 @@ async fn find_appointment(
     Err(IntakeqError::TooManyPages)
 }
 
-pub async fn sync_booking(intakeq: &impl Intakeq, job: &SyncJob) -> SyncOutcome {
+/// One attempt at `job` under `lease`.
+pub async fn sync_booking(intakeq: &impl Intakeq, lease: &Lease<'_, impl Clock>, job: &SyncJob) -> SyncOutcome {
     let booking = &job.booking;
     let (Some(practitioner), Some(service), Some(location)) =
         (&booking.intakeq.practitioner_id, &booking.intakeq.service_id, &booking.intakeq.location_id)
     else {
         return failed(FailureKind::Permanent, "the booking lacks an IntakeQ practitioner, service or location id".into(), None);
     };
-    let start_ms = booking.start.timestamp_millis();
     let patient = &booking.patient;
+    let cancelled = booking.status == AppointmentStatus::Cancelled;
+    if cancelled && !job.needs_reconcile {
+        info!(step = "intakeq_appointment", outcome = "cancelled");
+        return SyncOutcome::Cancelled { found_upstream: None, client_id: None };
+    }
 
     info!(step = "intakeq_client", outcome = "started", known = patient.intakeq_client_id.is_some());
     let client_id = match &patient.intakeq_client_id {
         Some(id) => id.clone(),
-        None => {
-            let found = match find_client(intakeq, patient).await {
-                Ok(found) => found,
-                Err(error) => return call_failed("GET /clients", error, false, None),
-            };
-            match found {
-                Some(client) => client.client_id.to_string(),
-                None => {
-                    let new_client = NewClient {
-                        first_name: patient.first_name.clone(),
-                        last_name: patient.last_name.clone(),
-                        email: patient.email.clone(),
-                        phone: patient.phone.clone(),
-                        date_of_birth: patient.date_of_birth.map(|d| d.and_time(chrono::NaiveTime::MIN).and_utc().timestamp_millis()),
-                    };
-                    match intakeq.create_client(&new_client).await {
-                        Ok(client) => client.client_id.to_string(),
-                        Err(error) => return call_failed("POST /clients", error, false, None),
-                    }
-                }
-            }
-        }
+        None => match find_client(intakeq, lease, patient).await {
+            Ok(Some(client)) => client.client_id.to_string(),
+            // A cancelled booking gets no chart; without one, no earlier attempt can have created its appointment.
+            Ok(None) if cancelled => return SyncOutcome::Cancelled { found_upstream: None, client_id: None },
+            Ok(None) => match create_client(intakeq, lease, patient).await {
+                Ok(client) => client.client_id.to_string(),
+                Err(error) => return call_failed("POST /clients", error, false, None),
+            },
+            Err(error) => return call_failed("GET /clients", error, false, None),
+        },
     };
     info!(step = "intakeq_client", outcome = "ok", intakeq_client_id = %client_id);
     let Ok(client_number) = client_id.parse::<u64>() else {
         return failed(FailureKind::Permanent, "the stored IntakeQ client id is not a number".into(), None);
     };
 
+    let mut lookup_completed = false;
     if job.needs_reconcile {
         info!(step = "intakeq_reconcile", outcome = "started");
-        match find_appointment(intakeq, &patient.email, client_number, (practitioner, service), booking.start).await {
+        match find_appointment(intakeq, lease, &patient.email, client_number, (practitioner, service), booking.start).await {
+            Ok(Some(existing)) if cancelled => {
+                warn!(step = "intakeq_reconcile", outcome = "found_for_cancelled", pq_appointment_id = %existing.id);
+                return SyncOutcome::Cancelled { found_upstream: Some(existing.id), client_id: Some(client_id) };
+            }
             Ok(Some(existing)) => {
                 info!(step = "intakeq_reconcile", outcome = "adopted", pq_appointment_id = %existing.id);
                 return SyncOutcome::Synced { pq_appointment_id: existing.id, client_id };
             }
-            Ok(None) => info!(step = "intakeq_reconcile", outcome = "not_found"),
+            Ok(None) if cancelled => return SyncOutcome::Cancelled { found_upstream: None, client_id: Some(client_id) },
+            Ok(None) => {
+                info!(step = "intakeq_reconcile", outcome = "not_found");
+                lookup_completed = true;
+            }
             // Cannot tell whether it exists: try again later rather than risk a second appointment.
-            Err(error) => return call_failed("GET /appointments", error, true, Some(client_id)),
+            Err(error) => return call_failed("GET /appointments", error, !cancelled, Some(client_id)),
         }
     }
 
@@ -159,22 +189,41 @@ pub async fn sync_booking(intakeq: &impl Intakeq, job: &SyncJob) -> SyncOutcome 
         service_id: service.clone(),
         location_id: location.clone(),
         status: "Confirmed",
-        utc_date_time: start_ms,
+        utc_date_time: booking.start.timestamp_millis(),
         send_client_email_notification: true,
         reminder_type: "Email",
         notes: booking.notes.clone(),
     };
-    match intakeq.create_appointment(&appointment).await {
+    let created = match lease.allows_a_call() {
+        Ok(()) => intakeq.create_appointment(&appointment).await,
+        Err(error) => Err(error),
+    };
+    match created {
         Ok(created) => {
             info!(step = "intakeq_appointment", outcome = "ok", pq_appointment_id = %created.id);
             SyncOutcome::Synced { pq_appointment_id: created.id, client_id }
         }
         Err(error) => {
-            let outcome = call_failed("POST /appointments", error, true, Some(client_id));
+            let mut outcome = call_failed("POST /appointments", error, true, Some(client_id));
+            if let SyncOutcome::Failed { lookup_completed: completed, .. } = &mut outcome {
+                *completed = lookup_completed;
+            }
             warn!(step = "intakeq_appointment", outcome = "failed", error = ?outcome);
             outcome
         }
     }
+}
+
+async fn create_client(intakeq: &impl Intakeq, lease: &Lease<'_, impl Clock>, patient: &BookedPatient) -> Result<Client, IntakeqError> {
+    lease.allows_a_call()?;
+    let new_client = NewClient {
+        first_name: patient.first_name.clone(),
+        last_name: patient.last_name.clone(),
+        email: patient.email.clone(),
+        phone: patient.phone.clone(),
+        date_of_birth: patient.date_of_birth.map(|d| d.and_time(chrono::NaiveTime::MIN).and_utc().timestamp_millis()),
+    };
+    intakeq.create_client(&new_client).await
 }
 
 #[cfg(test)]

@@ -1,39 +1,51 @@
-//! A sync job and what can come of it: the job as the outbox hands it to a runner, the outcome of one attempt
-//! (synced, or failed in one of three ways that decide what happens next), and what a runner reports.
+//! A sync job and what can come of it: the job as the outbox hands it to a runner (under a lease with a token),
+//! the outcome of one attempt, and the retry policy the database applies to it.
 
+use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use uuid::Uuid;
 
-use crate::booking::model::Booking;
+use crate::booking::model::{Booking, JobState};
 
 /// A job as `claim_sync_jobs` and `record_sync_result` answer it.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct SyncJob {
     pub job_id: Uuid,
-    /// The attempt about to be made (1 for the first).
+    /// The attempt being made (1 for the first): attempts count when a lease is taken.
     pub attempt: u32,
     pub max_attempts: u32,
     /// An earlier attempt may have created the IntakeQ appointment: look it up before creating one.
     pub needs_reconcile: bool,
+    pub state: JobState,
+    /// The current lease's token: a report is recorded only with it. `None` when nobody holds the job.
+    pub lease_token: Option<Uuid>,
+    pub lease_expires_at: Option<DateTime<Utc>>,
     pub booking: Booking,
 }
 
-/// What a runner reports about a job it held.
-#[derive(Debug, Clone, PartialEq)]
-pub enum SyncReport<'a> {
-    Attempted(&'a SyncOutcome),
-    /// Not attempted (the batch stopped after a 429): no attempt counted, not due before `retry_after_seconds`.
-    Released { retry_after_seconds: Option<u64> },
+/// What `record_sync_result` answers: the job as it now stands, and whether the report was recorded (a runner
+/// whose lease was taken over is refused).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct RecordedJob {
+    #[serde(flatten)]
+    pub job: SyncJob,
+    pub recorded: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FailureKind {
-    /// Nothing reached IntakeQ, or it said no for now: retry.
+    /// Nothing reached IntakeQ, or it failed for now (5xx, timeout before posting): retry with backoff.
     Transient,
     /// The appointment may exist in IntakeQ: retry, looking it up first.
     Ambiguous,
     /// IntakeQ refused the booking as it is: retrying will not help; staff must fix and requeue.
     Permanent,
+    /// IntakeQ refused our key (401/403): not this booking's fault. The queue pauses; no attempt is spent.
+    Authentication,
+    /// A 429: not processed. The job waits for `Retry-After`; no attempt is spent.
+    RateLimited,
+    /// The lease would run out before another call could finish: stopped untried; no attempt is spent.
+    LeaseTooShort,
 }
 
 impl FailureKind {
@@ -42,13 +54,30 @@ impl FailureKind {
             FailureKind::Transient => "transient",
             FailureKind::Ambiguous => "ambiguous",
             FailureKind::Permanent => "permanent",
+            FailureKind::Authentication => "authentication",
+            FailureKind::RateLimited => "rate_limited",
+            FailureKind::LeaseTooShort => "lease_too_short",
         }
+    }
+
+    /// Stopped before anything could happen upstream, or refused for reasons not the job's: the attempt is
+    /// given back.
+    pub fn spends_no_attempt(self) -> bool {
+        matches!(self, FailureKind::Authentication | FailureKind::RateLimited | FailureKind::LeaseTooShort)
+    }
+
+    /// The whole queue should stop for now (IntakeQ will refuse the next job too).
+    pub fn stops_the_queue(self) -> bool {
+        matches!(self, FailureKind::Authentication | FailureKind::RateLimited)
     }
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum SyncOutcome {
     Synced { pq_appointment_id: String, client_id: String },
+    /// The booking was cancelled before it reached IntakeQ: nothing was posted. `found_upstream` is an
+    /// appointment an earlier attempt had created after all (staff must cancel it there).
+    Cancelled { found_upstream: Option<String>, client_id: Option<String> },
     Failed {
         kind: FailureKind,
         /// What went wrong, for staff: no patient data.
@@ -56,6 +85,16 @@ pub enum SyncOutcome {
         /// The IntakeQ client, when it was found or created before the failure.
         client_id: Option<String>,
         retry_after_seconds: Option<u64>,
-        rate_limited: bool,
+        /// A lookup for an earlier attempt's appointment completed (and found nothing) before the failure.
+        lookup_completed: bool,
     },
+}
+
+/// How long and how often the database keeps a job trying (`SYNC_*` settings).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// A cap on attempts; `None`: the retry window alone decides.
+    pub max_attempts: Option<u32>,
+    pub max_backoff_minutes: u32,
+    pub retry_window_hours: u32,
 }

@@ -1,65 +1,60 @@
-//! The cron's work: claim due sync jobs, attempt each within IntakeQ's rate limit, record every outcome.
-//! After a 429 the rest of the batch is released untried until IntakeQ's `Retry-After` (or a minute).
+//! The cron's work: up to `batch_size` jobs, each claimed only when the runner is ready to work it (one at a
+//! time, so no job waits in a batch while its lease runs out), attempted and recorded. A 429 or a refused key
+//! stops the run: the next job would meet the same answer.
 
 use serde::Serialize;
-use tracing::{info, warn};
+use tracing::info;
 
-use super::job::{SyncOutcome, SyncReport};
-use super::record::attempt_and_record;
+use super::job::SyncOutcome;
+use super::record::{attempt_and_record, AttemptSettings};
 use super::store::SyncStore;
 use crate::booking::store::StoreError;
 use crate::intakeq::Intakeq;
+use crate::support::clock::Clock;
 
 pub struct RunnerSettings {
     pub batch_size: u32,
     pub lease_seconds: u32,
-    pub max_attempts: u32,
+    pub attempt: AttemptSettings,
 }
 
 #[derive(Debug, Default, PartialEq, Eq, Serialize)]
 pub struct RunSummary {
     pub claimed: usize,
     pub synced: usize,
+    pub cancelled: usize,
     pub failed: usize,
+    /// Stopped untried (a 429, a refused key, a lease too short): no attempt spent.
     pub released: usize,
 }
-
-/// Without a `Retry-After`, how long the rest of a batch waits after a 429.
-const DEFAULT_RATE_LIMIT_PAUSE_SECONDS: u64 = 60;
 
 pub async fn run_once(
     store: &impl SyncStore,
     intakeq: &impl Intakeq,
+    clock: &impl Clock,
     runner: &str,
     settings: &RunnerSettings,
 ) -> Result<RunSummary, StoreError> {
-    let jobs = store.claim_sync_jobs(runner, settings.batch_size, settings.lease_seconds).await?;
-    let mut summary = RunSummary { claimed: jobs.len(), ..RunSummary::default() };
-    info!(step = "sync_claim", outcome = "ok", runner, claimed = jobs.len());
-    let mut paused_for: Option<u64> = None;
-    for job in jobs {
-        if let Some(seconds) = paused_for {
-            summary.released += 1;
-            info!(step = "sync_attempt", outcome = "released", request_id = %job.booking.request_id, job_id = %job.job_id,
-                  runner, retry_after_seconds = seconds);
-            let report = SyncReport::Released { retry_after_seconds: Some(seconds) };
-            if let Err(error) = store.record_sync_result(job.job_id, runner, report, settings.max_attempts).await {
-                warn!(step = "sync_record", outcome = "failed", job_id = %job.job_id, runner, debug = %error.debug());
-            }
-            continue;
-        }
-        match attempt_and_record(store, intakeq, &job, runner, settings.max_attempts).await.outcome {
+    let mut summary = RunSummary::default();
+    while summary.claimed < settings.batch_size as usize {
+        let Some(job) = store.claim_sync_jobs(runner, 1, settings.lease_seconds, &settings.attempt.policy).await?.pop() else {
+            break;
+        };
+        summary.claimed += 1;
+        match attempt_and_record(store, intakeq, clock, &job, runner, &settings.attempt).await.outcome {
             SyncOutcome::Synced { .. } => summary.synced += 1,
-            SyncOutcome::Failed { retry_after_seconds, rate_limited, .. } => {
-                summary.failed += 1;
-                if rate_limited {
-                    paused_for = Some(retry_after_seconds.unwrap_or(DEFAULT_RATE_LIMIT_PAUSE_SECONDS));
+            SyncOutcome::Cancelled { .. } => summary.cancelled += 1,
+            SyncOutcome::Failed { kind, .. } if kind.spends_no_attempt() => {
+                summary.released += 1;
+                if kind.stops_the_queue() {
+                    break;
                 }
             }
+            SyncOutcome::Failed { .. } => summary.failed += 1,
         }
     }
     info!(step = "sync_run", outcome = "done", runner, claimed = summary.claimed, synced = summary.synced,
-          failed = summary.failed, released = summary.released);
+          cancelled = summary.cancelled, failed = summary.failed, released = summary.released);
     Ok(summary)
 }
 
@@ -69,39 +64,64 @@ mod tests {
 
     use super::*;
     use crate::intakeq::IntakeqError;
-    use crate::testing::{job, FakeIntakeq, FakeStore};
+    use crate::sync::job::RetryPolicy;
+    use crate::testing::{job, FakeIntakeq, FakeStore, FixedClock};
 
     fn settings() -> RunnerSettings {
-        RunnerSettings { batch_size: 10, lease_seconds: 60, max_attempts: 5 }
+        let policy = RetryPolicy { max_attempts: None, max_backoff_minutes: 30, retry_window_hours: 72 };
+        RunnerSettings { batch_size: 10, lease_seconds: 60, attempt: AttemptSettings { policy, call_and_record: std::time::Duration::from_secs(10) } }
+    }
+
+    fn run(store: &FakeStore, intakeq: &FakeIntakeq, settings: &RunnerSettings) -> RunSummary {
+        block_on(run_once(store, intakeq, &FixedClock, "cron-1", settings)).unwrap()
     }
 
     #[test]
     fn due_jobs_are_synced_and_recorded() {
         let store = FakeStore::default();
         store.due_jobs.borrow_mut().extend([job(false), job(true)]);
-        let summary = block_on(run_once(&store, &FakeIntakeq::default(), "cron-1", &settings())).unwrap();
-        assert_eq!(summary, RunSummary { claimed: 2, synced: 2, failed: 0, released: 0 });
+        let summary = run(&store, &FakeIntakeq::default(), &settings());
+        assert_eq!(summary, RunSummary { claimed: 2, synced: 2, ..RunSummary::default() });
         assert!(store.reports.borrow().iter().all(|(_, runner, report)| runner == "cron-1" && report.contains("Synced")));
     }
 
     #[test]
-    fn after_a_429_the_rest_of_the_batch_is_released_untried() {
+    fn jobs_are_claimed_one_at_a_time_as_the_runner_gets_to_them() {
+        let store = FakeStore::default();
+        store.due_jobs.borrow_mut().extend([job(false), job(false)]);
+        run(&store, &FakeIntakeq::default(), &settings());
+        assert_eq!(*store.claims.borrow(), [1, 1, 1], "one job per claim, and a last claim that found none");
+    }
+
+    #[test]
+    fn a_429_stops_the_run_and_the_job_gives_its_attempt_back() {
         let store = FakeStore::default();
         store.due_jobs.borrow_mut().extend([job(false), job(false), job(false)]);
         let intakeq = FakeIntakeq::default();
         intakeq.fail_next("search_clients", IntakeqError::RateLimited { retry_after_seconds: Some(30) });
-        let summary = block_on(run_once(&store, &intakeq, "cron-1", &settings())).unwrap();
-        assert_eq!(summary, RunSummary { claimed: 3, synced: 0, failed: 1, released: 2 });
+        let summary = run(&store, &intakeq, &settings());
+        assert_eq!(summary, RunSummary { claimed: 1, released: 1, ..RunSummary::default() });
         assert_eq!(intakeq.calls.borrow().len(), 1, "no call after the 429");
-        let reports = store.reports.borrow();
-        assert!(reports[1].2.contains("Released { retry_after_seconds: Some(30) }"), "{reports:?}");
+        assert_eq!(store.due_jobs.borrow().len(), 2, "the rest were never claimed");
+        assert!(store.reports.borrow()[0].2.contains("RateLimited"), "{:?}", store.reports.borrow());
     }
 
     #[test]
-    fn the_batch_size_bounds_the_claim() {
+    fn a_refused_key_stops_the_run() {
+        let store = FakeStore::default();
+        store.due_jobs.borrow_mut().extend([job(false), job(false)]);
+        let intakeq = FakeIntakeq::default();
+        intakeq.fail_next("search_clients", IntakeqError::Rejected { status: 401, message: "HTTP 401".into() });
+        let summary = run(&store, &intakeq, &settings());
+        assert_eq!(summary, RunSummary { claimed: 1, released: 1, ..RunSummary::default() });
+        assert!(store.reports.borrow()[0].2.contains("Authentication"));
+    }
+
+    #[test]
+    fn the_batch_size_bounds_the_claims() {
         let store = FakeStore::default();
         store.due_jobs.borrow_mut().extend([job(false), job(false), job(false)]);
         let small = RunnerSettings { batch_size: 2, ..settings() };
-        assert_eq!(block_on(run_once(&store, &FakeIntakeq::default(), "cron-1", &small)).unwrap().claimed, 2);
+        assert_eq!(run(&store, &FakeIntakeq::default(), &small).claimed, 2);
     }
 }

@@ -15,3 +15,4 @@ mod hostile_input;
 mod schemathesis;
 mod service_instance;
 mod sync;
+mod sync_safety;

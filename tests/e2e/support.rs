@@ -117,7 +117,7 @@ pub async fn start_with(suite: &str, supabase_url: Option<String>, with_intakeq:
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let intakeq = format!("http://{}", listener.local_addr().unwrap());
-    let sandbox = SandboxConfig { api_key: SANDBOX_KEY.into(), rate_limit_per_minute: 1000, default_delay: Duration::from_secs(8) };
+    let sandbox = SandboxConfig { api_key: SANDBOX_KEY.into(), rate_limit_per_minute: 1000, default_delay: Duration::from_secs(8), practice_time_zone: intakeq_sandbox::DEFAULT_PRACTICE_TIME_ZONE };
     tokio::spawn(intakeq_sandbox::serve(listener, sandbox, std::future::pending()));
 
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
@@ -232,7 +232,26 @@ impl Stack {
         self.http.get(format!("{}/_sandbox/state", self.intakeq)).send().await.unwrap().json().await.unwrap()
     }
 
-    /// Plans a sandbox fault (see the README's control API).
+    /// Clears every planned sandbox fault (IntakeQ is well again).
+    pub async fn intakeq_clear_faults(&self) {
+        let response = self.http.delete(format!("{}/_sandbox/faults", self.intakeq)).send().await.unwrap();
+        assert!(response.status().is_success(), "faults cleared");
+    }
+
+    /// The job's `state/retry_count/needs_reconcile` and its last error.
+    pub async fn job_state(&self, appointment_id: &str) -> (String, Option<String>) {
+        let row = self
+            .db
+            .query_one(
+                "select state || '/' || retry_count || '/' || needs_reconcile, error_message from sync_retry_queue where appointment_id::text = $1",
+                &[&appointment_id],
+            )
+            .await
+            .unwrap();
+        (row.get(0), row.get(1))
+    }
+
+    /// Plans a sandbox fault (see docs/development.md, the sandbox's control API).
     pub async fn intakeq_fault(&self, fault: Value) {
         let response = self.http.post(format!("{}/_sandbox/faults", self.intakeq)).json(&fault).send().await.unwrap();
         assert_eq!(response.status().as_u16(), 204, "fault accepted: {fault}");

@@ -4,10 +4,15 @@ use serde_json::json;
 use super::*;
 use crate::booking::error::{ErrorCode, Step};
 use crate::intakeq::IntakeqError;
+use crate::sync::job::RetryPolicy;
 use crate::testing::{booked, form, FakeIntakeq, FakeStore, FixedClock};
 
 fn settings(expose_error_debug: bool) -> FlowSettings {
-    FlowSettings { expose_error_debug, sync_lease_seconds: 60, sync_max_attempts: 5 }
+    let sync_attempt = AttemptSettings {
+        policy: RetryPolicy { max_attempts: None, max_backoff_minutes: 30, retry_window_hours: 72 },
+        call_and_record: std::time::Duration::from_secs(10),
+    };
+    FlowSettings { expose_error_debug, sync_lease_seconds: 60, sync_attempt }
 }
 
 /// A booking without IntakeQ configured.

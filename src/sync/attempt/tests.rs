@@ -2,7 +2,12 @@ use futures::executor::block_on;
 
 use super::*;
 use crate::intakeq::wire::Client;
-use crate::testing::{job, FakeIntakeq};
+use crate::testing::{job, FakeIntakeq, FixedClock};
+
+/// A lease that allows every call (the fixed clock never reaches it).
+fn lease() -> Lease<'static, FixedClock> {
+    Lease::new(&FixedClock, "2026-11-24T12:00:30Z".parse().unwrap())
+}
 
 const START_MS: i64 = 1_796_140_800_000; // 2026-12-01T16:00:00Z, booked()'s start
 
@@ -32,21 +37,21 @@ fn client(client_id: u64, email: &str, first_name: &str, last_name: &str, date_o
 fn adopted(outcome: &SyncOutcome) -> Option<&str> {
     match outcome {
         SyncOutcome::Synced { pq_appointment_id, .. } => Some(pq_appointment_id),
-        SyncOutcome::Failed { .. } => None,
+        _ => None,
     }
 }
 
 fn failure_kind(outcome: &SyncOutcome) -> Option<FailureKind> {
     match outcome {
         SyncOutcome::Failed { kind, .. } => Some(*kind),
-        SyncOutcome::Synced { .. } => None,
+        SyncOutcome::Synced { .. } | SyncOutcome::Cancelled { .. } => None,
     }
 }
 
 #[test]
 fn a_new_patient_gets_a_client_then_a_confirmed_appointment_with_the_email_on() {
     let intakeq = FakeIntakeq::default();
-    let outcome = block_on(sync_booking(&intakeq, &job(false)));
+    let outcome = block_on(sync_booking(&intakeq, &lease(), &job(false)));
     assert!(matches!(&outcome, SyncOutcome::Synced { client_id, .. } if client_id == "1001"), "{outcome:?}");
     assert_eq!(*intakeq.calls.borrow(), ["search_clients", "create_client", "create_appointment"]);
     let created = &intakeq.created.borrow()[0];
@@ -62,7 +67,7 @@ fn an_existing_client_is_found_by_exact_email_whatever_its_case() {
     let intakeq = FakeIntakeq::default();
     intakeq.clients.borrow_mut().push(client(77, "riley@example.com.au", "Riley", "Quinn", None));
     intakeq.clients.borrow_mut().push(client(42, "Riley@Example.com", " riley ", "QUINN", Some("1991-02-03")));
-    let outcome = block_on(sync_booking(&intakeq, &job(false)));
+    let outcome = block_on(sync_booking(&intakeq, &lease(), &job(false)));
     assert!(matches!(&outcome, SyncOutcome::Synced { client_id, .. } if client_id == "42"), "{outcome:?}");
     assert!(!intakeq.calls.borrow().contains(&"create_client"), "the partial match is not taken, the exact one is");
 }
@@ -72,7 +77,7 @@ fn a_known_client_id_skips_the_search() {
     let intakeq = FakeIntakeq::default();
     let mut with_client = job(false);
     with_client.booking.patient.intakeq_client_id = Some("555".into());
-    block_on(sync_booking(&intakeq, &with_client));
+    block_on(sync_booking(&intakeq, &lease(), &with_client));
     assert_eq!(*intakeq.calls.borrow(), ["create_appointment"]);
     assert_eq!(intakeq.created.borrow()[0].client_id, 555);
 }
@@ -82,7 +87,7 @@ fn a_job_that_may_have_been_created_adopts_the_existing_appointment() {
     let intakeq = FakeIntakeq::default();
     intakeq.appointments.borrow_mut().push(existing("aaaaaaaaaaaaaaaaaaaaaaaa", "Canceled"));
     intakeq.appointments.borrow_mut().push(existing("bbbbbbbbbbbbbbbbbbbbbbbb", "Confirmed"));
-    let outcome = block_on(sync_booking(&intakeq, &job(true)));
+    let outcome = block_on(sync_booking(&intakeq, &lease(), &job(true)));
     assert!(matches!(&outcome, SyncOutcome::Synced { pq_appointment_id, .. } if pq_appointment_id == "bbbbbbbbbbbbbbbbbbbbbbbb"));
     assert!(!intakeq.calls.borrow().contains(&"create_appointment"), "never a second appointment");
 }
@@ -91,7 +96,7 @@ fn a_job_that_may_have_been_created_adopts_the_existing_appointment() {
 fn a_reconciling_job_creates_when_nothing_matches() {
     let intakeq = FakeIntakeq::default();
     intakeq.appointments.borrow_mut().push(existing("cccccccccccccccccccccccc", "Canceled"));
-    let outcome = block_on(sync_booking(&intakeq, &job(true)));
+    let outcome = block_on(sync_booking(&intakeq, &lease(), &job(true)));
     assert!(matches!(outcome, SyncOutcome::Synced { .. }));
     assert_eq!(intakeq.calls.borrow().last(), Some(&"create_appointment"));
 }
@@ -106,20 +111,22 @@ fn failures_are_classified_by_what_they_may_have_left_in_intakeq() {
         ("create_appointment", IntakeqError::Unreachable("reset".into()), Ambiguous),
         ("create_appointment", IntakeqError::ServerError { status: 502 }, Ambiguous),
         ("create_appointment", IntakeqError::NotJson { status: 503 }, Ambiguous),
-        ("create_appointment", IntakeqError::RateLimited { retry_after_seconds: Some(9) }, Transient),
+        ("create_appointment", IntakeqError::RateLimited { retry_after_seconds: Some(9) }, RateLimited),
+        ("search_clients", IntakeqError::Rejected { status: 401, message: "HTTP 401".into() }, Authentication),
+        ("create_appointment", IntakeqError::Rejected { status: 403, message: "HTTP 403".into() }, Authentication),
         ("create_appointment", IntakeqError::Rejected { status: 400, message: "Invalid ServiceId.".into() }, Permanent),
     ];
     for (call, error, kind) in cases {
         let intakeq = FakeIntakeq::default();
         intakeq.fail_next(call, error.clone());
-        let outcome = block_on(sync_booking(&intakeq, &job(false)));
+        let outcome = block_on(sync_booking(&intakeq, &lease(), &job(false)));
         assert_eq!(failure_kind(&outcome), Some(kind), "{call} {error:?}");
     }
     let intakeq = FakeIntakeq::default();
     intakeq.fail_next("create_appointment", IntakeqError::RateLimited { retry_after_seconds: Some(9) });
-    match block_on(sync_booking(&intakeq, &job(false))) {
-        SyncOutcome::Failed { retry_after_seconds, rate_limited, client_id, error, .. } => {
-            assert_eq!((retry_after_seconds, rate_limited, client_id.as_deref()), (Some(9), true, Some("1001")));
+    match block_on(sync_booking(&intakeq, &lease(), &job(false))) {
+        SyncOutcome::Failed { retry_after_seconds, kind, client_id, error, .. } => {
+            assert_eq!((retry_after_seconds, kind, client_id.as_deref()), (Some(9), FailureKind::RateLimited, Some("1001")));
             assert!(!error.contains("riley"), "no patient data in the error: {error}");
         }
         other => panic!("{other:?}"),
@@ -130,7 +137,7 @@ fn failures_are_classified_by_what_they_may_have_left_in_intakeq() {
 fn a_booking_without_intakeq_ids_is_a_permanent_failure() {
     let mut broken = job(false);
     broken.booking.intakeq.service_id = None;
-    assert_eq!(failure_kind(&block_on(sync_booking(&FakeIntakeq::default(), &broken))), Some(FailureKind::Permanent));
+    assert_eq!(failure_kind(&block_on(sync_booking(&FakeIntakeq::default(), &lease(), &broken))), Some(FailureKind::Permanent));
 }
 
 #[test]
@@ -143,13 +150,13 @@ fn a_family_sharing_an_email_gets_a_chart_each() {
     ] {
         let intakeq = FakeIntakeq::default();
         intakeq.clients.borrow_mut().push(other.clone());
-        let outcome = block_on(sync_booking(&intakeq, &job(false)));
+        let outcome = block_on(sync_booking(&intakeq, &lease(), &job(false)));
         assert!(matches!(&outcome, SyncOutcome::Synced { client_id, .. } if client_id == "1001"), "{other:?} is another person: {outcome:?}");
         assert!(intakeq.calls.borrow().contains(&"create_client"));
     }
     let intakeq = FakeIntakeq::default();
     intakeq.clients.borrow_mut().push(client(53, "riley@example.com", "Riley", "Quinn", None));
-    let outcome = block_on(sync_booking(&intakeq, &job(false)));
+    let outcome = block_on(sync_booking(&intakeq, &lease(), &job(false)));
     assert!(matches!(&outcome, SyncOutcome::Synced { client_id, .. } if client_id == "53"), "no date of birth on file is no contradiction");
 }
 
@@ -160,7 +167,7 @@ fn the_client_search_reads_every_page() {
         intakeq.clients.borrow_mut().push(client(200 + n, &format!("x{n}riley@example.com"), "Riley", "Quinn", None));
     }
     intakeq.clients.borrow_mut().push(client(42, "riley@example.com", "Riley", "Quinn", None));
-    let outcome = block_on(sync_booking(&intakeq, &job(false)));
+    let outcome = block_on(sync_booking(&intakeq, &lease(), &job(false)));
     assert!(matches!(&outcome, SyncOutcome::Synced { client_id, .. } if client_id == "42"), "{outcome:?}");
     assert_eq!(intakeq.calls.borrow().iter().filter(|c| **c == "search_clients").count(), 2);
 }
@@ -168,7 +175,7 @@ fn the_client_search_reads_every_page() {
 #[test]
 fn the_lookup_covers_the_start_s_date_in_every_zone_and_matches_to_the_minute() {
     let intakeq = FakeIntakeq::default();
-    block_on(sync_booking(&intakeq, &job(true)));
+    block_on(sync_booking(&intakeq, &lease(), &job(true)));
     let windows = intakeq.lookups.borrow();
     assert_eq!(windows[0], ("2026-11-30".parse().unwrap(), "2026-12-02".parse().unwrap()), "the day before to the day after");
 
@@ -182,7 +189,7 @@ fn the_lookup_covers_the_start_s_date_in_every_zone_and_matches_to_the_minute() 
     for (appointment, adopt) in cases {
         let intakeq = FakeIntakeq::default();
         intakeq.appointments.borrow_mut().push(appointment.clone());
-        let outcome = block_on(sync_booking(&intakeq, &job(true)));
+        let outcome = block_on(sync_booking(&intakeq, &lease(), &job(true)));
         assert_eq!(adopted(&outcome) == Some(appointment.id.as_str()), adopt, "{appointment:?}");
     }
 }
@@ -194,7 +201,56 @@ fn the_lookup_reads_every_page() {
         intakeq.appointments.borrow_mut().push(Appointment { client_id: Some(n), ..existing(&format!("{n:024x}"), "Confirmed") });
     }
     intakeq.appointments.borrow_mut().push(existing("ffffffffffffffffffffffff", "Confirmed"));
-    let outcome = block_on(sync_booking(&intakeq, &job(true)));
+    let outcome = block_on(sync_booking(&intakeq, &lease(), &job(true)));
     assert_eq!(adopted(&outcome), Some("ffffffffffffffffffffffff"));
     assert!(!intakeq.calls.borrow().contains(&"create_appointment"));
+}
+
+#[test]
+fn no_call_starts_once_the_lease_could_run_out_during_it() {
+    let intakeq = FakeIntakeq::default();
+    let spent = Lease::new(&FixedClock, "2026-11-24T11:59:59Z".parse().unwrap());
+    let outcome = block_on(sync_booking(&intakeq, &spent, &job(false)));
+    assert_eq!(failure_kind(&outcome), Some(FailureKind::LeaseTooShort));
+    assert!(intakeq.calls.borrow().is_empty(), "nothing sent");
+}
+
+#[test]
+fn a_lookup_that_completed_is_reported_with_a_later_failure() {
+    let intakeq = FakeIntakeq::default();
+    intakeq.fail_next("create_appointment", IntakeqError::ServerError { status: 502 });
+    match block_on(sync_booking(&intakeq, &lease(), &job(true))) {
+        SyncOutcome::Failed { kind, lookup_completed, .. } => assert_eq!((kind, lookup_completed), (FailureKind::Ambiguous, true)),
+        other => panic!("{other:?}"),
+    }
+    let intakeq = FakeIntakeq::default();
+    intakeq.fail_next("appointments_between", IntakeqError::RateLimited { retry_after_seconds: None });
+    match block_on(sync_booking(&intakeq, &lease(), &job(true))) {
+        SyncOutcome::Failed { kind, lookup_completed, .. } => assert_eq!((kind, lookup_completed), (FailureKind::RateLimited, false)),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_cancelled_booking_is_never_posted_and_an_earlier_creation_is_found() {
+    let mut cancelled = job(false);
+    cancelled.booking.status = crate::booking::model::AppointmentStatus::Cancelled;
+    let intakeq = FakeIntakeq::default();
+    let outcome = block_on(sync_booking(&intakeq, &lease(), &cancelled));
+    assert_eq!(outcome, SyncOutcome::Cancelled { found_upstream: None, client_id: None });
+    assert!(intakeq.calls.borrow().is_empty(), "nothing to look up, nothing sent");
+
+    cancelled.needs_reconcile = true;
+    cancelled.booking.patient.intakeq_client_id = Some("1001".into());
+    let intakeq = FakeIntakeq::default();
+    intakeq.appointments.borrow_mut().push(existing("bbbbbbbbbbbbbbbbbbbbbbbb", "Confirmed"));
+    let outcome = block_on(sync_booking(&intakeq, &lease(), &cancelled));
+    assert_eq!(outcome, SyncOutcome::Cancelled { found_upstream: Some("bbbbbbbbbbbbbbbbbbbbbbbb".into()), client_id: Some("1001".into()) });
+    assert_eq!(*intakeq.calls.borrow(), ["appointments_between"], "looked up, never posted");
+
+    cancelled.booking.patient.intakeq_client_id = None;
+    let intakeq = FakeIntakeq::default();
+    let outcome = block_on(sync_booking(&intakeq, &lease(), &cancelled));
+    assert_eq!(outcome, SyncOutcome::Cancelled { found_upstream: None, client_id: None });
+    assert!(!intakeq.calls.borrow().contains(&"create_client"), "a cancelled booking gets no chart");
 }

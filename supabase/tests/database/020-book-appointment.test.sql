@@ -61,8 +61,8 @@ select results_eq(
   $$select q.state, q.retry_count, q.request_id::text, q.locked_by, q.locked_until = now() + interval '60 seconds',
            q.next_retry_at = q.locked_until, q.max_retries
     from public.sync_retry_queue q where q.appointment_id = (select (r->>'appointment_id')::uuid from booked)$$,
-  $$values ('pending', 0, 'req-happy-1', 'req-happy-1', true, true, 5)$$,
-  'the sync job is pending, leased to the booking request for 60 s, and due when the lease ends');
+  $$values ('pending', 1, 'req-happy-1', 'req-happy-1', true, true, 5)$$,
+  'the sync job is pending, leased to the booking request for 60 s (its first attempt, counted with the lease), and due when the lease ends');
 select is((select r->'sync_job'->>'locked_by' from booked), 'req-happy-1', 'the answer says who holds the job');
 create temp table short_lease as
 select public.book_appointment('req-lease', tests.id('rivera'), 'cash-payment', tests.slot(2, 9), 'telehealth',
