@@ -80,7 +80,7 @@ impl SyncStore for FakeStore {
         Ok(due.drain(..take).collect())
     }
 
-    async fn record_sync_result(&self, job: &SyncJob, runner: &str, outcome: &SyncOutcome, _policy: &RetryPolicy) -> Result<RecordedJob, StoreError> {
+    async fn record_sync_result(&self, job: &SyncJob, runner: &str, outcome: &SyncOutcome, _answered: bool, _policy: &RetryPolicy) -> Result<RecordedJob, StoreError> {
         self.reports.borrow_mut().push((job.job_id.to_string(), runner.into(), format!("{outcome:?}")));
         let mut recorded = job.clone();
         if let SyncOutcome::Synced { pq_appointment_id, .. } = outcome {
@@ -122,7 +122,7 @@ pub fn booked_json() -> Value {
         "intakeq": {"practitioner_id": "5f1a00000000000000000001", "service_id": "7c1e0000-0000-4000-8000-000000000001",
                     "location_id": "1", "client_id": null},
         "sync_job": {"id": "5e7a0000-0000-4000-8000-000000000001", "state": "pending", "locked_by": "req-1",
-                     "lease_token": "1ea5e000-0000-4000-8000-000000000001", "lease_expires_at": "2026-11-24T12:01:00.000Z",
+                     "lease_token": "1ea5e000-0000-4000-8000-000000000001", "lease_seconds_left": 60,
                      "retry_count": 0, "locked_until": "2026-11-24T12:01:00Z"},
         "is_duplicate": false, "replayed": false, "patient_created": true
     })
@@ -139,7 +139,7 @@ pub fn job(needs_reconcile: bool) -> SyncJob {
         needs_reconcile,
         state: JobState::Pending,
         lease_token: lease.lease_token,
-        lease_expires_at: Some("2026-11-24T12:01:00Z".parse().unwrap()),
+        lease_seconds_left: Some(60),
         booking,
     }
 }

@@ -103,7 +103,8 @@ pub struct SyncJobRef {
     pub locked_by: Option<String>,
     /// The lease's token, which the holder's report must carry.
     pub lease_token: Option<Uuid>,
-    pub lease_expires_at: Option<DateTime<Utc>>,
+    /// How long the lease had left when the database answered.
+    pub lease_seconds_left: Option<i64>,
 }
 
 impl AppointmentStatus {

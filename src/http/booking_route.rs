@@ -100,7 +100,7 @@ async fn sync_now(
         needs_reconcile: false,
         state: lease.state,
         lease_token: lease.lease_token,
-        lease_expires_at: lease.lease_expires_at,
+        lease_seconds_left: lease.lease_seconds_left,
         booking: booking.clone(),
     };
     // When the result cannot be recorded, the job stays leased to this request; when the lease runs out the

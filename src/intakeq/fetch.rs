@@ -6,13 +6,13 @@ use std::time::Duration;
 
 use chrono::NaiveDate;
 
-use futures::future::{select, Either};
 use serde::de::DeserializeOwned;
 use wasm_bindgen::JsValue;
 use worker::{Fetch, Headers, Method, Request, RequestInit, Url};
 
 use super::wire::{Appointment, Client, NewAppointment, NewClient};
 use super::{answer, Intakeq, IntakeqError, IntakeqSettings};
+use crate::support::deadline::within;
 use crate::support::secret::Secret;
 
 pub struct IntakeqFetch {
@@ -48,16 +48,14 @@ impl IntakeqFetch {
         }
         init.with_headers(headers);
         let request = Request::new_with_init(url.as_str(), &init).map_err(|e| IntakeqError::Unreachable(e.to_string()))?;
-        let fetch = Fetch::Request(request);
-        let sent = Box::pin(fetch.send());
-        let mut response = match select(sent, futures_timer::Delay::new(self.timeout)).await {
-            Either::Left((Ok(response), _)) => response,
-            Either::Left((Err(error), _)) => return Err(IntakeqError::Unreachable(error.to_string())),
-            Either::Right(_) => return Err(IntakeqError::TimedOut),
+        let exchange = async {
+            let mut response = Fetch::Request(request).send().await.map_err(|e| IntakeqError::Unreachable(e.to_string()))?;
+            let retry_after = response.headers().get("retry-after").ok().flatten();
+            let text = response.text().await.map_err(|e| IntakeqError::Unreachable(e.to_string()))?;
+            Ok((response.status_code(), retry_after, text))
         };
-        let status = response.status_code();
-        let retry_after = response.headers().get("retry-after").ok().flatten();
-        let text = response.text().await.map_err(|e| IntakeqError::Unreachable(e.to_string()))?;
+        // The whole exchange, the answer's body included, within the timeout: a lease is sized by it.
+        let (status, retry_after, text) = within(self.timeout, exchange).await.ok_or(IntakeqError::TimedOut)??;
         answer::read(status, retry_after.as_deref(), &text)
     }
 }

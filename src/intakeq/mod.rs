@@ -43,6 +43,17 @@ pub enum IntakeqError {
     LeaseTooShort,
 }
 
+impl IntakeqError {
+    /// IntakeQ answered without refusing our key (a 429, a 5xx or a rejection of the request is still an answer).
+    pub fn accepted_our_key(&self) -> bool {
+        match self {
+            IntakeqError::RateLimited { .. } | IntakeqError::ServerError { .. } | IntakeqError::NotJson { .. } => true,
+            IntakeqError::Rejected { status, .. } => !matches!(status, 401 | 403),
+            IntakeqError::TimedOut | IntakeqError::Unreachable(_) | IntakeqError::TooManyPages | IntakeqError::LeaseTooShort => false,
+        }
+    }
+}
+
 impl fmt::Display for IntakeqError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -76,14 +76,15 @@ pub fn record_booking_failure(failure: &FailureRecord) -> Value {
 
 pub fn claim_sync_jobs(runner: &str, limit: u32, lease_seconds: u32, policy: &RetryPolicy) -> Value {
     json!({"p_runner": runner, "p_limit": limit, "p_lease_seconds": lease_seconds,
-           "p_retry_window_hours": policy.retry_window_hours})
+           "p_retry_window_hours": policy.retry_window_hours, "p_max_attempts": policy.max_attempts,
+           "p_max_backoff_minutes": policy.max_backoff_minutes})
 }
 
-pub fn record_sync_result(job: &SyncJob, runner: &str, outcome: &SyncOutcome, policy: &RetryPolicy) -> Value {
+pub fn record_sync_result(job: &SyncJob, runner: &str, outcome: &SyncOutcome, intakeq_answered: bool, policy: &RetryPolicy) -> Value {
     let mut arguments = json!({
         "p_job_id": job.job_id, "p_runner": runner, "p_lease_token": job.lease_token,
         "p_max_attempts": policy.max_attempts, "p_max_backoff_minutes": policy.max_backoff_minutes,
-        "p_retry_window_hours": policy.retry_window_hours,
+        "p_retry_window_hours": policy.retry_window_hours, "p_intakeq_answered": intakeq_answered,
     });
     let fields: Value = match outcome {
         SyncOutcome::Synced { pq_appointment_id, client_id } => {
@@ -99,9 +100,10 @@ pub fn record_sync_result(job: &SyncJob, runner: &str, outcome: &SyncOutcome, po
                 "p_lookup_completed": lookup_completed,
             }),
             FailureKind::Authentication => json!({"p_outcome": "auth_failed", "p_error": error}),
-            FailureKind::RateLimited | FailureKind::LeaseTooShort => {
-                json!({"p_outcome": "released", "p_retry_after_seconds": retry_after_seconds, "p_intakeq_client_id": client_id})
-            }
+            FailureKind::RateLimited | FailureKind::LeaseTooShort => json!({
+                "p_outcome": "released", "p_error": error, "p_retry_after_seconds": retry_after_seconds,
+                "p_intakeq_client_id": client_id,
+            }),
         },
     };
     if let (Some(arguments), Value::Object(fields)) = (arguments.as_object_mut(), fields) {
@@ -166,17 +168,17 @@ fn the_rpc_arguments_carry_the_booking() {
             client_id: Some("1001".into()), retry_after_seconds: None, lookup_completed: true,
         };
         assert_eq!(
-            record_sync_result(&job, "cron-1", &failed, &policy),
+            record_sync_result(&job, "cron-1", &failed, true, &policy),
             json!({"p_job_id": job.job_id, "p_runner": "cron-1", "p_lease_token": job.lease_token, "p_max_attempts": null,
-                   "p_max_backoff_minutes": 30, "p_retry_window_hours": 72, "p_outcome": "failed",
+                   "p_max_backoff_minutes": 30, "p_retry_window_hours": 72, "p_intakeq_answered": true, "p_outcome": "failed",
                    "p_error_kind": "ambiguous", "p_error": "POST /appointments: no answer in time",
                    "p_intakeq_client_id": "1001", "p_retry_after_seconds": null, "p_lookup_completed": true})
         );
         let outcome = |kind| SyncOutcome::Failed { kind, error: "e".into(), client_id: None, retry_after_seconds: Some(30), lookup_completed: false };
         for (kind, name) in [(FailureKind::RateLimited, "released"), (FailureKind::LeaseTooShort, "released"), (FailureKind::Authentication, "auth_failed")] {
-            assert_eq!(record_sync_result(&job, "cron-1", &outcome(kind), &policy)["p_outcome"], name, "{kind:?}");
+            assert_eq!(record_sync_result(&job, "cron-1", &outcome(kind), false, &policy)["p_outcome"], name, "{kind:?}");
         }
         let cancelled = SyncOutcome::Cancelled { found_upstream: Some("a".repeat(24)), client_id: None };
-        assert_eq!(record_sync_result(&job, "cron-1", &cancelled, &policy)["p_outcome"], "cancelled");
+        assert_eq!(record_sync_result(&job, "cron-1", &cancelled, false, &policy)["p_outcome"], "cancelled");
     }
 }

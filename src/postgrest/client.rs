@@ -4,7 +4,6 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use futures::future::{select, Either};
 use postgrest::Postgrest;
 use serde_json::{json, Value};
 use uuid::Uuid;
@@ -15,6 +14,7 @@ use crate::booking::model::BookingOutcome;
 use crate::booking::request::BookingRequest;
 use crate::booking::store::{BookingStore, FailureRecord, StoreError};
 use crate::config::Config;
+use crate::support::deadline::within;
 use crate::support::request_id::RequestId;
 use crate::sync::job::{RecordedJob, RetryPolicy, SyncJob, SyncOutcome};
 use crate::sync::store::SyncStore;
@@ -37,20 +37,16 @@ impl PostgrestStore {
 
     /// Calls `function`; answers the body of a 2xx, or the error in the store's terms.
     async fn rpc(&self, function: &str, arguments: &Value) -> Result<String, StoreError> {
-        let call = Box::pin(self.client.rpc(function, arguments.to_string()).execute());
-        let deadline = futures_timer::Delay::new(self.timeout);
-        let response = match select(call, deadline).await {
-            Either::Left((Ok(response), _)) => response,
-            Either::Left((Err(error), _)) => return Err(StoreError::Unavailable { detail: format!("{function}: {error}") }),
-            Either::Right(_) => {
-                return Err(StoreError::Unavailable { detail: format!("{function}: no answer within {:?}", self.timeout) })
-            }
+        let exchange = async {
+            let response = self.client.rpc(function, arguments.to_string()).execute().await
+                .map_err(|error| StoreError::Unavailable { detail: format!("{function}: {error}") })?;
+            let status = response.status().as_u16();
+            let body = response.text().await
+                .map_err(|error| StoreError::Unavailable { detail: format!("{function}: reading the answer: {error}") })?;
+            Ok((status, body))
         };
-        let status = response.status().as_u16();
-        let body = response
-            .text()
-            .await
-            .map_err(|error| StoreError::Unavailable { detail: format!("{function}: reading the answer: {error}") })?;
+        let timed_out = || StoreError::Unavailable { detail: format!("{function}: no answer within {:?}", self.timeout) };
+        let (status, body) = within(self.timeout, exchange).await.ok_or_else(timed_out)??;
         if (200..300).contains(&status) {
             Ok(body)
         } else {
@@ -83,8 +79,9 @@ impl SyncStore for PostgrestStore {
         self.call("claim_sync_jobs", &arguments::claim_sync_jobs(runner, limit, lease_seconds, policy)).await
     }
 
-    async fn record_sync_result(&self, job: &SyncJob, runner: &str, outcome: &SyncOutcome, policy: &RetryPolicy) -> Result<RecordedJob, StoreError> {
-        self.call("record_sync_result", &arguments::record_sync_result(job, runner, outcome, policy)).await
+    async fn record_sync_result(&self, job: &SyncJob, runner: &str, outcome: &SyncOutcome, intakeq_answered: bool, policy: &RetryPolicy)
+        -> Result<RecordedJob, StoreError> {
+        self.call("record_sync_result", &arguments::record_sync_result(job, runner, outcome, intakeq_answered, policy)).await
     }
 
     async fn sync_health(&self) -> Result<Value, StoreError> {

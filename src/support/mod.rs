@@ -3,6 +3,8 @@
 //! never print (`secret`).
 
 pub mod clock;
+#[cfg(target_arch = "wasm32")]
+pub mod deadline;
 pub mod json_logs;
 pub mod masking;
 pub mod request_id;

@@ -3,6 +3,9 @@
 //! created the appointment, look it up before posting (IntakeQ has no idempotency key). No I/O of its own:
 //! IntakeQ is a trait.
 
+use std::cell::Cell;
+use std::future::Future;
+
 use chrono::{DateTime, Days, Utc};
 use tracing::{info, warn};
 
@@ -15,25 +18,36 @@ use crate::support::clock::Clock;
 /// How many pages of one search an attempt reads at most (100 records a page).
 const MAX_PAGES: u32 = 20;
 
-/// The lease an attempt runs under: no IntakeQ call starts unless it can finish (and be recorded) before the
-/// lease runs out, so no other runner can be working on the job at the same time.
+/// The lease an attempt runs under, through which every IntakeQ call goes: no call starts unless it can finish
+/// (and be recorded) before the lease runs out, so no other runner can be working on the job at the same time.
+/// It also notes whether IntakeQ answered any call (so our key works).
 pub struct Lease<'a, C> {
     clock: &'a C,
     /// The last moment a call may start: the lease's end less one call and one database call.
     last_call_start: DateTime<Utc>,
+    answered: Cell<bool>,
 }
 
 impl<'a, C: Clock> Lease<'a, C> {
     pub fn new(clock: &'a C, last_call_start: DateTime<Utc>) -> Self {
-        Lease { clock, last_call_start }
+        Lease { clock, last_call_start, answered: Cell::new(false) }
     }
 
-    fn allows_a_call(&self) -> Result<(), IntakeqError> {
-        if self.clock.now() <= self.last_call_start {
-            Ok(())
-        } else {
-            Err(IntakeqError::LeaseTooShort)
+    /// Makes `call` if the lease allows it.
+    async fn call<T>(&self, call: impl Future<Output = Result<T, IntakeqError>>) -> Result<T, IntakeqError> {
+        if self.clock.now() > self.last_call_start {
+            return Err(IntakeqError::LeaseTooShort);
         }
+        let result = call.await;
+        if result.as_ref().map_or_else(IntakeqError::accepted_our_key, |_| true) {
+            self.answered.set(true);
+        }
+        result
+    }
+
+    /// IntakeQ answered at least one call of this attempt without refusing our key.
+    pub fn intakeq_answered(&self) -> bool {
+        self.answered.get()
     }
 }
 
@@ -79,8 +93,7 @@ fn same_person(client: &Client, patient: &BookedPatient) -> bool {
 /// The patient's IntakeQ client, reading every page of the (partial) search by email.
 async fn find_client(intakeq: &impl Intakeq, lease: &Lease<'_, impl Clock>, patient: &BookedPatient) -> Result<Option<Client>, IntakeqError> {
     for page in 1..=MAX_PAGES {
-        lease.allows_a_call()?;
-        let clients = intakeq.search_clients(&patient.email, page).await?;
+        let clients = lease.call(intakeq.search_clients(&patient.email, page)).await?;
         if let Some(client) = clients.iter().find(|c| same_person(c, patient)) {
             return Ok(Some(client.clone()));
         }
@@ -114,8 +127,7 @@ async fn find_appointment(
             && a.status.as_deref() != Some("Canceled")
     };
     for page in 1..=MAX_PAGES {
-        lease.allows_a_call()?;
-        let appointments = intakeq.appointments_between(email, from, to, page).await?;
+        let appointments = lease.call(intakeq.appointments_between(email, from, to, page)).await?;
         if let Some(found) = appointments.iter().find(is_ours) {
             return Ok(Some(found.clone()));
         }
@@ -194,11 +206,7 @@ pub async fn sync_booking(intakeq: &impl Intakeq, lease: &Lease<'_, impl Clock>,
         reminder_type: "Email",
         notes: booking.notes.clone(),
     };
-    let created = match lease.allows_a_call() {
-        Ok(()) => intakeq.create_appointment(&appointment).await,
-        Err(error) => Err(error),
-    };
-    match created {
+    match lease.call(intakeq.create_appointment(&appointment)).await {
         Ok(created) => {
             info!(step = "intakeq_appointment", outcome = "ok", pq_appointment_id = %created.id);
             SyncOutcome::Synced { pq_appointment_id: created.id, client_id }
@@ -215,7 +223,6 @@ pub async fn sync_booking(intakeq: &impl Intakeq, lease: &Lease<'_, impl Clock>,
 }
 
 async fn create_client(intakeq: &impl Intakeq, lease: &Lease<'_, impl Clock>, patient: &BookedPatient) -> Result<Client, IntakeqError> {
-    lease.allows_a_call()?;
     let new_client = NewClient {
         first_name: patient.first_name.clone(),
         last_name: patient.last_name.clone(),
@@ -223,7 +230,7 @@ async fn create_client(intakeq: &impl Intakeq, lease: &Lease<'_, impl Clock>, pa
         phone: patient.phone.clone(),
         date_of_birth: patient.date_of_birth.map(|d| d.and_time(chrono::NaiveTime::MIN).and_utc().timestamp_millis()),
     };
-    intakeq.create_client(&new_client).await
+    lease.call(intakeq.create_client(&new_client)).await
 }
 
 #[cfg(test)]

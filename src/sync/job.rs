@@ -1,7 +1,6 @@
 //! A sync job and what can come of it: the job as the outbox hands it to a runner (under a lease with a token),
 //! the outcome of one attempt, and the retry policy the database applies to it.
 
-use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use uuid::Uuid;
 
@@ -19,7 +18,8 @@ pub struct SyncJob {
     pub state: JobState,
     /// The current lease's token: a report is recorded only with it. `None` when nobody holds the job.
     pub lease_token: Option<Uuid>,
-    pub lease_expires_at: Option<DateTime<Utc>>,
+    /// How long the lease had left when the database answered (its clock, not ours).
+    pub lease_seconds_left: Option<i64>,
     pub booking: Booking,
 }
 

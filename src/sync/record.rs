@@ -41,9 +41,11 @@ pub async fn attempt_and_record(
     let span = tracing::info_span!("sync_job", request_id = %job.booking.request_id, job_id = %job.job_id, runner);
     async {
         info!(step = "sync_attempt", outcome = "started", attempt = job.attempt, needs_reconcile = job.needs_reconcile);
+        // The lease's end on this runner's clock (the database says how long it has left, not when it ends).
         let margin = chrono::Duration::from_std(settings.call_and_record).unwrap_or(chrono::Duration::MAX);
-        let last_call_start = job.lease_expires_at.map_or(clock.now(), |end| end - margin);
-        let outcome = sync_booking(intakeq, &Lease::new(clock, last_call_start), job).await;
+        let left = chrono::Duration::seconds(job.lease_seconds_left.unwrap_or(0));
+        let lease = Lease::new(clock, clock.now() + left - margin);
+        let outcome = sync_booking(intakeq, &lease, job).await;
         match &outcome {
             SyncOutcome::Synced { pq_appointment_id, .. } => {
                 info!(step = "sync_attempt", outcome = "synced", pq_appointment_id = %pq_appointment_id)
@@ -55,7 +57,7 @@ pub async fn attempt_and_record(
                 warn!(step = "sync_attempt", outcome = "failed", kind = kind.as_str(), error = %error)
             }
         }
-        let recorded = store.record_sync_result(job, runner, &outcome, &settings.policy).await;
+        let recorded = store.record_sync_result(job, runner, &outcome, lease.intakeq_answered(), &settings.policy).await;
         match &recorded {
             Ok(recorded) if recorded.recorded => info!(
                 step = "sync_record", outcome = "ok", state = ?recorded.job.state,

@@ -14,8 +14,10 @@ pub trait SyncStore {
     /// Leases up to `limit` due jobs to `runner` (each with a fresh token), ending first the jobs that can end
     /// without IntakeQ (cancelled, or out of the retry window). A paused queue hands out one probe job a minute.
     async fn claim_sync_jobs(&self, runner: &str, limit: u32, lease_seconds: u32, policy: &RetryPolicy) -> Result<Vec<SyncJob>, StoreError>;
-    /// Records an attempt's outcome, if `job`'s lease token is still the current one.
-    async fn record_sync_result(&self, job: &SyncJob, runner: &str, outcome: &SyncOutcome, policy: &RetryPolicy) -> Result<RecordedJob, StoreError>;
+    /// Records an attempt's outcome, if `job`'s lease token is still the current one. `intakeq_answered`: IntakeQ
+    /// answered a call of the attempt without refusing our key (a paused queue resumes).
+    async fn record_sync_result(&self, job: &SyncJob, runner: &str, outcome: &SyncOutcome, intakeq_answered: bool, policy: &RetryPolicy)
+        -> Result<RecordedJob, StoreError>;
     async fn sync_health(&self) -> Result<Value, StoreError>;
     async fn requeue_sync_job(&self, appointment_id: Uuid, requested_by: &str) -> Result<SyncJob, StoreError>;
     /// Every job that died at or after `since`; answers the database's `{requeued, appointment_ids}`.

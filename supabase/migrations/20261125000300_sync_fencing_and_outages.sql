@@ -87,6 +87,28 @@ create table public.sync_possible_duplicates (
 select private.close_to_browser_roles('public.sync_possible_duplicates');
 
 -- Small pieces ---------------------------------------------------------------------------------------------------
+-- How long a lease has left, in whole seconds (rounded down), by the database's clock: the runner counts it on
+-- its own clock from when it got the answer, so a clock that differs between the two does not matter.
+create function private.seconds_left(p_until timestamptz)
+returns integer
+language sql
+stable
+set search_path = ''
+as $$
+  select greatest(0, floor(extract(epoch from p_until - now())))::integer;
+$$;
+
+-- The wait before attempt p_attempt + 1: 1, 2, 4, 8 ... minutes up to the cap, +-20% jitter.
+create function private.sync_backoff(p_attempt integer, p_max_backoff_minutes integer)
+returns interval
+language sql
+volatile
+set search_path = ''
+as $$
+  select make_interval(secs => least(60 * p_max_backoff_minutes, 60 * power(2, least(greatest(p_attempt, 1), 20) - 1))
+                               * (0.8 + random() * 0.4));
+$$;
+
 -- Everything the worker needs to answer and to sync, read from the current rows; the sync job now with its
 -- lease token (the booking request reports its first attempt with it).
 create or replace function private.booking_result(p_appointment_id uuid)
@@ -130,7 +152,7 @@ as $$
       'locked_by',    q.locked_by,
       'locked_until', private.rfc3339(q.locked_until),
       'lease_token',  q.lease_token,
-      'lease_expires_at', private.rfc3339(q.locked_until)) end)
+      'lease_seconds_left', private.seconds_left(q.locked_until)) end)
   from public.appointments a
   join public.patients p           on p.id = a.patient_id
   join public.providers pr         on pr.id = a.provider_id
@@ -154,7 +176,7 @@ as $$
     'needs_reconcile',  q.needs_reconcile,
     'state',            q.state,
     'lease_token',      q.lease_token,
-    'lease_expires_at', private.rfc3339(q.locked_until),
+    'lease_seconds_left', private.seconds_left(q.locked_until),
     'booking',          private.booking_result(q.appointment_id))
   from public.sync_retry_queue q
   where q.id = p_job_id;
@@ -200,10 +222,12 @@ $$;
 -- claim_sync_jobs ----------------------------------------------------------------------------------------------
 drop function public.claim_sync_jobs(text, integer, integer);
 create function public.claim_sync_jobs(
-  p_runner             text,
-  p_limit              integer,
-  p_lease_seconds      integer,
-  p_retry_window_hours integer default 72
+  p_runner              text,
+  p_limit               integer,
+  p_lease_seconds       integer,
+  p_retry_window_hours  integer default 72,
+  p_max_attempts        integer default null, -- a cap on attempts; null: the retry window alone decides
+  p_max_backoff_minutes integer default 30
 )
 returns jsonb
 language plpgsql
@@ -220,27 +244,33 @@ begin
   if p_runner is null or char_length(p_runner) not between 1 and 100
      or p_limit is null or p_limit not between 1 and 100
      or p_lease_seconds is null or p_lease_seconds not between 1 and 3600
-     or p_retry_window_hours is null or p_retry_window_hours not between 1 and 8760 then
+     or p_retry_window_hours is null or p_retry_window_hours not between 1 and 8760
+     or p_max_backoff_minutes is null or p_max_backoff_minutes not between 1 and 1440
+     or (p_max_attempts is not null and p_max_attempts not between 1 and 10000) then
     perform private.fail(400, 'INVALID_REQUEST', 'sync_claim',
-      'p_runner, p_limit (1-100), p_lease_seconds (1-3600) and p_retry_window_hours (1-8760) are required');
+      'p_runner, p_limit (1-100), p_lease_seconds (1-3600), p_retry_window_hours (1-8760), p_max_backoff_minutes (1-1440) are required');
   end if;
 
-  -- Jobs that can end without IntakeQ: cancelled before they reached it (and nothing to look up), or out of time.
+  -- Jobs that can end without IntakeQ: cancelled before they reached it with nothing to look up (no earlier
+  -- attempt may have created it, and no holder vanished mid-attempt), or out of time, or out of attempts.
   for v_job in
-    select q.id, a.status, q.needs_reconcile, q.window_started_at, q.error_message
+    select q.id, a.status, q.needs_reconcile, q.locked_by, q.retry_count, q.window_started_at, q.error_message
     from public.sync_retry_queue q join public.appointments a on a.id = q.appointment_id
     where q.state = 'pending' and (q.locked_until is null or q.locked_until <= now())
-      and ((a.status = 'cancelled' and not q.needs_reconcile)
-           or q.window_started_at + make_interval(hours => p_retry_window_hours) <= now())
+      and ((a.status = 'cancelled' and not q.needs_reconcile and q.locked_by is null)
+           or q.window_started_at + make_interval(hours => p_retry_window_hours) <= now()
+           or q.retry_count >= p_max_attempts)
     for update of q skip locked
   loop
-    if v_job.status = 'cancelled' and not v_job.needs_reconcile then
-      update public.sync_retry_queue
-      set state = 'cancelled', completed_at = now(), locked_by = null, locked_until = null
-      where id = v_job.id;
+    if v_job.status = 'cancelled' and not v_job.needs_reconcile and v_job.locked_by is null then
+      update public.sync_retry_queue set state = 'cancelled', completed_at = now() where id = v_job.id;
     else
+      -- A holder that vanished may have reached IntakeQ: a requeued job must look before it posts.
+      update public.sync_retry_queue set needs_reconcile = needs_reconcile or locked_by is not null where id = v_job.id;
       perform private.kill_sync_job(v_job.id,
-        format('no success within %s hours of booking; last error: %s', p_retry_window_hours,
+        format('%s; last error: %s',
+               case when v_job.retry_count >= p_max_attempts then format('%s attempts made', v_job.retry_count)
+                    else format('no success within %s hours of booking', p_retry_window_hours) end,
                coalesce(v_job.error_message, 'none recorded (the runner never reported)')),
         'transient');
     end if;
@@ -273,7 +303,9 @@ begin
         lease_token = gen_random_uuid(),
         locked_until = now() + make_interval(secs => p_lease_seconds),
         retry_count = q.retry_count + 1,
-        last_attempt_at = now()
+        last_attempt_at = now(),
+        -- if this runner never reports, the job waits out its backoff after the lease, as after a failure
+        next_retry_at = now() + make_interval(secs => p_lease_seconds) + private.sync_backoff(q.retry_count + 1, p_max_backoff_minutes)
     from due
     where q.id = due.id
     returning q.id
@@ -298,7 +330,8 @@ create function public.record_sync_result(
   p_max_attempts         integer default null, -- a cap on attempts; null: the retry window alone decides
   p_lookup_completed     boolean default false, -- this attempt completed a lookup upstream (found or not)
   p_max_backoff_minutes  integer default 30,
-  p_retry_window_hours   integer default 72
+  p_retry_window_hours   integer default 72,
+  p_intakeq_answered     boolean default false -- IntakeQ answered a call of this attempt (our key works)
 )
 returns jsonb
 language plpgsql
@@ -311,7 +344,8 @@ declare
   v_recorded text;
   v_holder   uuid;
   v_backoff  interval;
-  v_stale    text;
+  v_sqlstate text;
+  v_constraint text;
 begin
   if p_outcome is null or p_outcome not in ('synced', 'failed', 'released', 'auth_failed', 'cancelled')
      or (p_outcome = 'synced' and p_pq_appointment_id is null)
@@ -333,19 +367,16 @@ begin
   if p_lease_token is null or v_job.lease_token is distinct from p_lease_token then
     if p_outcome in ('synced', 'cancelled') and p_pq_appointment_id is not null
        and p_pq_appointment_id is distinct from v_recorded then
-      if v_recorded is not null then
-        perform private.note_possible_duplicate(v_job, v_recorded, p_pq_appointment_id,
-          'a runner that had lost its lease reported another IntakeQ appointment for this booking', p_runner);
-      elsif v_job.state = 'pending' then
-        -- Nothing recorded yet: the next attempt must find it rather than post again, and if the current
-        -- holder posts another, that one is compared with this.
+      -- Staff see it at once, whatever becomes of the job (recorded_pq_appointment_id is filled in if the job
+      -- syncs later, and the row goes if that is this very appointment, adopted).
+      perform private.note_possible_duplicate(v_job, v_recorded, p_pq_appointment_id,
+        'a runner that had lost its lease reported this IntakeQ appointment for the booking', p_runner);
+      if v_job.state <> 'done' then
+        -- Every later attempt (a requeue's included) must find it rather than post again.
         update public.sync_retry_queue
         set needs_reconcile = true,
             stale_pq_appointment_ids = array_append(stale_pq_appointment_ids, p_pq_appointment_id)
         where id = p_job_id;
-      else
-        perform private.note_possible_duplicate(v_job, v_recorded, p_pq_appointment_id,
-          'a runner that had lost its lease reported an IntakeQ appointment for a job already ended', p_runner);
       end if;
     end if;
     return private.sync_job(p_job_id) || jsonb_build_object('recorded', false);
@@ -358,7 +389,7 @@ begin
     where a.id = v_job.appointment_id and p.id = a.patient_id and p.intakeq_client_id is null;
   end if;
 
-  if p_outcome not in ('auth_failed', 'released') then
+  if p_intakeq_answered and p_outcome <> 'auth_failed' then
     perform private.resume_sync_queue();   -- IntakeQ took our key again
   end if;
 
@@ -370,16 +401,27 @@ begin
         format('IntakeQ appointment %s is already held by appointment %s', p_pq_appointment_id, v_holder), 'permanent');
       return private.sync_job(p_job_id) || jsonb_build_object('recorded', true);
     end if;
-    update public.appointments
-    set status = case when status = 'cancelled' then status else 'scheduled' end,
-        sync_status = 'synced', pq_appointment_id = p_pq_appointment_id
-    where id = v_job.appointment_id;
-    foreach v_stale in array v_job.stale_pq_appointment_ids loop
-      if v_stale <> p_pq_appointment_id then
-        perform private.note_possible_duplicate(v_job, p_pq_appointment_id, v_stale,
-          'a runner that had lost its lease reported another IntakeQ appointment for this booking', p_runner);
-      end if;
-    end loop;
+    begin
+      update public.appointments
+      set status = case when status = 'cancelled' then status else 'scheduled' end,
+          sync_status = 'synced', pq_appointment_id = p_pq_appointment_id
+      where id = v_job.appointment_id;
+    exception when others then
+      -- An answer the database refuses for good: the job ends, visibly, instead of coming back every minute.
+      get stacked diagnostics v_sqlstate = returned_sqlstate, v_constraint = constraint_name;
+      perform private.kill_sync_job(p_job_id,
+        format('IntakeQ''s answer could not be stored (%s %s)', v_sqlstate, coalesce(v_constraint, '')), 'permanent');
+      return private.sync_job(p_job_id) || jsonb_build_object('recorded', true);
+    end;
+    -- The id a stale holder reported is no duplicate if it is the one adopted; the others now know ours.
+    delete from public.sync_possible_duplicates
+    where appointment_id = v_job.appointment_id and other_pq_appointment_id = p_pq_appointment_id and recorded_pq_appointment_id is null;
+    update public.sync_possible_duplicates set recorded_pq_appointment_id = p_pq_appointment_id
+    where appointment_id = v_job.appointment_id and recorded_pq_appointment_id is null;
+    if exists (select 1 from public.appointments where id = v_job.appointment_id and status = 'cancelled') then
+      perform private.note_possible_duplicate(v_job, p_pq_appointment_id, p_pq_appointment_id,
+        'the booking was cancelled while it was being posted: cancel this appointment in IntakeQ', p_runner);
+    end if;
     update public.sync_retry_queue
     set state = 'done', completed_at = now(), needs_reconcile = false,
         error_message = null, last_error_kind = null, locked_by = null, locked_until = null
@@ -395,7 +437,7 @@ begin
     where id = p_job_id;
 
   elsif p_outcome in ('released', 'auth_failed') then
-    -- Not tried (or refused before anything could happen): the attempt is given back.
+    -- Not tried (or refused before anything could happen): the attempt is given back, the reason kept.
     if p_outcome = 'auth_failed' then
       update public.sync_queue_state
       set paused_reason = left(p_error, 2000), paused_at = coalesce(paused_at, now()),
@@ -403,30 +445,33 @@ begin
     end if;
     update public.sync_retry_queue
     set retry_count = greatest(retry_count - 1, 0), locked_by = null, locked_until = null,
-        next_retry_at = greatest(next_retry_at, now() + make_interval(secs => coalesce(p_retry_after_seconds, 0)))
+        error_message = coalesce(left(p_error, 2000), error_message),
+        next_retry_at = now() + make_interval(secs => coalesce(p_retry_after_seconds, 0))
     where id = p_job_id;
 
   elsif p_error_kind = 'permanent' or v_job.retry_count >= coalesce(p_max_attempts, v_job.retry_count + 1) then
     update public.sync_retry_queue
     set needs_reconcile = (needs_reconcile and not p_lookup_completed) or p_error_kind = 'ambiguous'
+                          or cardinality(stale_pq_appointment_ids) > 0
     where id = p_job_id;
     perform private.kill_sync_job(p_job_id, p_error, p_error_kind);
 
   else
     -- 1, 2, 4, 8 ... minutes up to the cap, +-20% jitter, never sooner than IntakeQ's Retry-After.
-    v_backoff := make_interval(secs => least(60 * p_max_backoff_minutes, 60 * power(2, least(v_job.retry_count, 20) - 1))
-                                        * (0.8 + random() * 0.4));
-    v_backoff := greatest(v_backoff, make_interval(secs => coalesce(p_retry_after_seconds, 0)));
+    v_backoff := greatest(private.sync_backoff(v_job.retry_count, p_max_backoff_minutes),
+                          make_interval(secs => coalesce(p_retry_after_seconds, 0)));
     if now() + v_backoff > v_job.window_started_at + make_interval(hours => p_retry_window_hours) then
       perform private.kill_sync_job(p_job_id,
         format('no success within %s hours of booking; last error: %s', p_retry_window_hours, p_error), p_error_kind);
       update public.sync_retry_queue
       set needs_reconcile = (needs_reconcile and not p_lookup_completed) or p_error_kind = 'ambiguous'
+                          or cardinality(stale_pq_appointment_ids) > 0
       where id = p_job_id;
     else
       update public.sync_retry_queue
       set error_message = left(p_error, 2000), last_error_kind = p_error_kind,
-          needs_reconcile = (needs_reconcile and not p_lookup_completed) or p_error_kind = 'ambiguous',
+          needs_reconcile = (needs_reconcile and not p_lookup_completed) or p_error_kind = 'ambiguous'
+                          or cardinality(stale_pq_appointment_ids) > 0,
           next_retry_at = now() + v_backoff, locked_by = null, locked_until = null
       where id = p_job_id;
     end if;
@@ -544,4 +589,4 @@ revoke all on function public.claim_sync_jobs, public.record_sync_result, public
 grant execute on function public.claim_sync_jobs, public.record_sync_result, public.requeue_dead_sync_jobs
   to service_role;
 revoke all on function private.sync_lease_token, private.note_possible_duplicate, private.kill_sync_job,
-  private.resume_sync_queue from public, anon, authenticated;
+  private.resume_sync_queue, private.seconds_left, private.sync_backoff from public, anon, authenticated;

@@ -164,6 +164,20 @@ async fn the_last_attempt_leaves_the_booking_failed_and_its_job_dead() {
     assert!(health["data"]["dead_jobs"].as_array().unwrap().iter().any(|j| j["appointment_id"] == appointment.as_str()));
 }
 
+/// What a request that died after posting to IntakeQ left there for `book_and_die`'s booking: the client
+/// and the appointment, as the sync would have created them. Answers the appointment.
+pub(crate) async fn created_upstream(stack: &Stack, appointment: &str, email: &str) -> Value {
+    let start: i64 = stack.db.query_one("select (extract(epoch from start_time) * 1000)::bigint from appointments where id::text = $1", &[&appointment])
+        .await.unwrap().get(0);
+    let client: Value = stack.http.post(format!("{}/api/v1/clients", stack.intakeq)).header("X-Auth-Key", "e2e-intakeq-key")
+        .json(&json!({"FirstName": "Dee", "LastName": "Parted", "Email": email})).send().await.unwrap().json().await.unwrap();
+    stack.http.post(format!("{}/api/v1/appointments", stack.intakeq)).header("X-Auth-Key", "e2e-intakeq-key")
+        .json(&json!({"PractitionerId": "5f1a00000000000000000001", "ClientId": client["ClientId"],
+                      "ServiceId": "7c1e0000-0000-4000-8000-000000000001", "LocationId": "1", "Status": "Confirmed",
+                      "UtcDateTime": start}))
+        .send().await.unwrap().json().await.unwrap()
+}
+
 /// A booking as a request that died right after booking (and perhaps after posting to IntakeQ) leaves it:
 /// written, its job leased to that request, nothing recorded.
 pub(crate) async fn book_and_die(stack: &Stack, provider: &str, email: &str, hour: i32) -> String {
@@ -190,15 +204,7 @@ async fn a_request_that_died_mid_sync_is_finished_by_the_cron_without_a_duplicat
     let email = format!("{}@example.com", unique("died"));
     let appointment = book_and_die(&stack, &provider, &email, 9).await;
     // The dying request had got as far as IntakeQ: the appointment is there.
-    let booked: Value = stack.db.query_one("select (extract(epoch from start_time) * 1000)::bigint from appointments where id::text = $1", &[&appointment])
-        .await.map(|r| json!(r.get::<_, i64>(0))).unwrap();
-    let client: Value = stack.http.post(format!("{}/api/v1/clients", stack.intakeq)).header("X-Auth-Key", "e2e-intakeq-key")
-        .json(&json!({"FirstName": "Dee", "LastName": "Parted", "Email": email})).send().await.unwrap().json().await.unwrap();
-    let posted: Value = stack.http.post(format!("{}/api/v1/appointments", stack.intakeq)).header("X-Auth-Key", "e2e-intakeq-key")
-        .json(&json!({"PractitionerId": "5f1a00000000000000000001", "ClientId": client["ClientId"],
-                      "ServiceId": "7c1e0000-0000-4000-8000-000000000001", "LocationId": "1", "Status": "Confirmed",
-                      "UtcDateTime": booked}))
-        .send().await.unwrap().json().await.unwrap();
+    let posted = created_upstream(&stack, &appointment, &email).await;
 
     stack.run_cron().await;
     assert_eq!(stack.appointment_state(&appointment).await, "pending_sync/pending/-", "not while the request's lease holds");

@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 use tokio::sync::{Mutex, MutexGuard};
 
 use crate::support::{new_provider, start_synced, unique, Stack};
-use crate::sync::{appointments_of, book, book_and_die, staff_get};
+use crate::sync::{appointments_of, book, book_and_die, created_upstream, staff_get};
 
 /// One test at a time: a cron run claims every due job in this module's database.
 async fn alone() -> MutexGuard<'static, ()> {
@@ -113,14 +113,7 @@ async fn an_intakeq_id_another_appointment_holds_ends_the_job_dead_with_that_rea
     let email = format!("{}@example.com", unique("taken-id"));
     let appointment = book_and_die(&stack, &provider, &email, 14).await;
     // The dying request had created it in IntakeQ; our database already has that IntakeQ id on another row.
-    let start: i64 = stack.db.query_one("select (extract(epoch from start_time) * 1000)::bigint from appointments where id::text = $1", &[&appointment])
-        .await.unwrap().get(0);
-    let client: Value = stack.http.post(format!("{}/api/v1/clients", stack.intakeq)).header("X-Auth-Key", "e2e-intakeq-key")
-        .json(&json!({"FirstName": "Dee", "LastName": "Parted", "Email": email})).send().await.unwrap().json().await.unwrap();
-    let posted: Value = stack.http.post(format!("{}/api/v1/appointments", stack.intakeq)).header("X-Auth-Key", "e2e-intakeq-key")
-        .json(&json!({"PractitionerId": "5f1a00000000000000000001", "ClientId": client["ClientId"],
-                      "ServiceId": "7c1e0000-0000-4000-8000-000000000001", "LocationId": "1", "Status": "Confirmed", "UtcDateTime": start}))
-        .send().await.unwrap().json().await.unwrap();
+    let posted = created_upstream(&stack, &appointment, &email).await;
     let taken = posted["Id"].as_str().unwrap();
     stack.db.execute("update appointments set pq_appointment_id = $1 where id::text = $2", &[&taken, &holder]).await.unwrap();
 

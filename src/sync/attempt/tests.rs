@@ -254,3 +254,23 @@ fn a_cancelled_booking_is_never_posted_and_an_earlier_creation_is_found() {
     assert_eq!(outcome, SyncOutcome::Cancelled { found_upstream: None, client_id: None });
     assert!(!intakeq.calls.borrow().contains(&"create_client"), "a cancelled booking gets no chart");
 }
+
+#[test]
+fn the_lease_notes_whether_intakeq_answered_without_refusing_the_key() {
+    for (error, answered) in [
+        (IntakeqError::TimedOut, false),
+        (IntakeqError::Unreachable("reset".into()), false),
+        (IntakeqError::Rejected { status: 401, message: "HTTP 401".into() }, false),
+        (IntakeqError::ServerError { status: 500 }, true),
+        (IntakeqError::RateLimited { retry_after_seconds: None }, true),
+    ] {
+        let intakeq = FakeIntakeq::default();
+        intakeq.fail_next("search_clients", error.clone());
+        let lease = lease();
+        block_on(sync_booking(&intakeq, &lease, &job(false)));
+        assert_eq!(lease.intakeq_answered(), answered, "{error:?}");
+    }
+    let lease = lease();
+    block_on(sync_booking(&FakeIntakeq::default(), &lease, &job(false)));
+    assert!(lease.intakeq_answered());
+}

@@ -1,7 +1,7 @@
 -- The sync under real IntakeQ behaviour: fencing tokens, attempts counted at claim, sticky reconcile, the retry
 -- window, a paused queue, cancelled bookings, results the database cannot take, and what staff see.
 begin;
-select plan(34);
+select plan(43);
 set local role service_role;
 
 create function pg_temp.book(p_tag text, p_days integer) returns uuid
@@ -27,11 +27,11 @@ $$;
 create function pg_temp.claim(p_runner text) returns jsonb
 language sql as $$ select public.claim_sync_jobs(p_runner, 1, 60) $$;
 create function pg_temp.report(p_appointment uuid, p_runner text, p_token uuid, p_outcome text, p_id text default null,
-                               p_kind text default null, p_lookup boolean default false) returns jsonb
+                               p_kind text default null, p_lookup boolean default false, p_answered boolean default true) returns jsonb
 language sql as $$
   select public.record_sync_result((pg_temp.job(p_appointment)).id, p_runner, p_token, p_outcome,
     p_pq_appointment_id => p_id, p_error => 'IntakeQ said no (' || coalesce(p_kind, p_outcome) || ')', p_error_kind => p_kind,
-    p_lookup_completed => p_lookup);
+    p_lookup_completed => p_lookup, p_intakeq_answered => p_answered);
 $$;
 
 -- Fencing ---------------------------------------------------------------------------------------------------------
@@ -113,7 +113,7 @@ select is((pg_temp.job((select id from c))).state, 'dead', 'a retry that would f
 -- Paused on a refused key ---------------------------------------------------------------------------------------
 create temp table d as select pg_temp.book('d', 33) as id;
 create temp table e as select pg_temp.book('e', 34) as id;
-select pg_temp.report((select id from d), 'req-fence-d', (pg_temp.job((select id from d))).lease_token, 'auth_failed');
+select pg_temp.report((select id from d), 'req-fence-d', (pg_temp.job((select id from d))).lease_token, 'auth_failed', p_answered => false);
 select results_eq($$select retry_count, locked_by from public.sync_retry_queue where appointment_id = (select id from d)$$,
   $$values (0, null::text)$$, 'a refused key spends no attempt of the job');
 select is((public.sync_health()->'queue'->>'paused')::boolean, true, 'the queue is paused');
@@ -123,13 +123,23 @@ select is(public.claim_sync_jobs('cron-9', 10, 60), '[]', 'a paused queue hands 
 reset role;
 update public.sync_queue_state set next_probe_at = now() - interval '1 second';
 set local role service_role;
-select is(jsonb_array_length(public.claim_sync_jobs('cron-10', 10, 60)), 1, 'then one probe job');
+select is(jsonb_array_length(public.claim_sync_jobs('cron-9b', 10, 60)), 1, 'then one probe job');
+select pg_temp.report(q.appointment_id, 'cron-9b', q.lease_token, 'failed', p_kind => 'transient', p_answered => false)
+  from public.sync_retry_queue q where q.locked_by = 'cron-9b';
+select is((public.sync_health()->'queue'->>'paused')::boolean, true, 'a timeout proves nothing: the queue stays paused');
+reset role;
+update public.sync_queue_state set next_probe_at = now() - interval '1 second';
+set local role service_role;
+select pg_temp.expire((select id from d));
+select pg_temp.expire((select id from e));
+select is(jsonb_array_length(public.claim_sync_jobs('cron-10', 10, 60)), 1, 'the next probe a minute later');
 select pg_temp.report(q.appointment_id, 'cron-10', q.lease_token, 'synced', '6a0000000000000000000009')
   from public.sync_retry_queue q where q.locked_by = 'cron-10';
 select is((public.sync_health()->'queue'->>'paused')::boolean, false, 'a call that succeeds resumes the queue');
 
 -- Cancelled -----------------------------------------------------------------------------------------------------
 create temp table f as select pg_temp.book('f', 35) as id;
+select pg_temp.report((select id from f), 'req-fence-f', (pg_temp.job((select id from f))).lease_token, 'failed', p_kind => 'transient');
 reset role;
 update public.appointments set status = 'cancelled' where id = (select id from f);
 set local role service_role;
@@ -159,13 +169,59 @@ select results_eq($$select state, error_message from public.sync_retry_queue whe
   $$values ('dead', format('IntakeQ appointment 6a0000000000000000000002 is already held by appointment %s', (select id from a)))$$,
   'an IntakeQ id held by another appointment ends the job dead with that reason, never a loop');
 
+-- Review findings: lost stale successes, vanished holders, cancelled while posting, refused answers ------------
+create temp table i as select pg_temp.book('i', 38) as id;
+create temp table i_request as select (pg_temp.job((select id from i))).lease_token as token;
+select pg_temp.expire((select id from i));
+select pg_temp.only_due((select id from i));
+select pg_temp.claim('cron-13');
+select pg_temp.report((select id from i), 'req-fence-i', (select token from i_request), 'synced', '6a000000000000000000000b');
+select pg_temp.report((select id from i), 'cron-13', (pg_temp.job((select id from i))).lease_token, 'failed', p_kind => 'permanent', p_lookup => true);
+select results_eq(
+  $$select q.state, q.needs_reconcile, d.other_pq_appointment_id from public.sync_retry_queue q
+    join public.sync_possible_duplicates d on d.appointment_id = q.appointment_id where q.appointment_id = (select id from i)$$,
+  $$values ('dead', true, '6a000000000000000000000b'::text)$$,
+  'a stale success is shown to staff at once and keeps every later attempt looking, even if the job dies');
+
+create temp table j as select pg_temp.book('j', 39) as id;
+reset role;
+update public.appointments set status = 'cancelled' where id = (select id from j);
+set local role service_role;
+select pg_temp.expire((select id from j));
+select pg_temp.only_due((select id from j));
+create temp table j_claim as select pg_temp.claim('cron-14') as jobs;
+select results_eq($$select jsonb_array_length(jobs), (jobs->0->>'needs_reconcile')::boolean from j_claim$$, $$values (1, true)$$,
+  'a cancelled booking whose holder vanished is claimed for a lookup, not ended blind');
+
+create temp table k as select pg_temp.book('k', 40) as id;
+reset role;
+update public.appointments set status = 'cancelled' where id = (select id from k);
+set local role service_role;
+select pg_temp.report((select id from k), 'req-fence-k', (pg_temp.job((select id from k))).lease_token, 'synced', '6a000000000000000000000c');
+select ok(exists (select 1 from public.sync_possible_duplicates where appointment_id = (select id from k)),
+  'a booking cancelled while it was being posted is shown to staff, to cancel in IntakeQ');
+
+create temp table l as select pg_temp.book('l', 41) as id;
+select pg_temp.report((select id from l), 'req-fence-l', (pg_temp.job((select id from l))).lease_token, 'synced', repeat('6', 65));
+select results_eq($$select state, error_message like 'IntakeQ''s answer could not be stored (23514%' from public.sync_retry_queue where appointment_id = (select id from l)$$,
+  $$values ('dead', true)$$, 'an answer the database refuses ends the job dead with the reason, not in a loop');
+
+create temp table m as select pg_temp.book('m', 42) as id;
+select pg_temp.expire((select id from m));
+select pg_temp.only_due((select id from m));
+select is(public.claim_sync_jobs('cron-15', 1, 60, p_max_attempts => 1), '[]', 'SYNC_MAX_ATTEMPTS holds at claim too');
+select results_eq($$select state, needs_reconcile from public.sync_retry_queue where appointment_id = (select id from m)$$,
+  $$values ('dead', true)$$, 'and a job whose holder vanished is killed remembering to look first after a requeue');
+
 -- What staff see, and requeue since ------------------------------------------------------------------------------
 create temp table health as select public.sync_health() as h;
 select ok((select (h->'jobs_by_state'->>'cancelled')::int >= 2 and (h->'jobs_by_state'->>'dead')::int >= 3 from health),
   'sync_health counts jobs by state');
 select ok((select jsonb_path_exists(h, '$.possible_duplicates[*] ? (@.other_pq_appointment_id == "6a0000000000000000000001")') from health),
   'and lists possible duplicates with both IntakeQ ids');
-select is((public.requeue_dead_sync_jobs(now() - interval '1 minute', 'staff')->>'requeued')::int, 3,
+create temp table dead_now as select count(*)::int as n from public.sync_retry_queue where state = 'dead';
+select ok((select n >= 6 from dead_now), 'six jobs of this story are dead (b, c, h, i, l, m) among others');
+select is((public.requeue_dead_sync_jobs(now() - interval '1 minute', 'staff')->>'requeued')::int, (select n from dead_now),
   'every job dead since a time is requeued at once');
 select results_eq($$select state, retry_count, window_started_at = now() from public.sync_retry_queue where appointment_id = (select id from c)$$,
   $$values ('pending', 0, true)$$, 'with fresh attempts and a fresh retry window');
