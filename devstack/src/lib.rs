@@ -1,6 +1,8 @@
 //! The local stack's stand-ins for what the worker meets in production, for development and tests only:
-//! a PostgREST-compatible RPC API over the local Postgres ([`rpc_api`]) and an IntakeQ sandbox
-//! ([`intakeq_sandbox`]). Started by `make dev` and by the end-to-end tests; never compiled into the worker.
+//! a PostgREST-compatible RPC API over the local Postgres ([`rpc_api`]), an IntakeQ sandbox
+//! ([`intakeq_sandbox`]) and a Slack-style incoming webhook for staff alerts ([`alert_receiver`]). Started by
+//! `make dev` and by the end-to-end tests; never compiled into the worker.
 
+pub mod alert_receiver;
 pub mod intakeq_sandbox;
 pub mod rpc_api;

@@ -1,6 +1,7 @@
 //! The local stack's stand-ins, one process each, until Ctrl-C or SIGTERM:
 //!   `devstack rpc-api`          PostgREST's function protocol on 127.0.0.1:54321
 //!   `devstack intakeq-sandbox`  IntakeQ's API on 127.0.0.1:54380/api/v1
+//!   `devstack alert-receiver`   a Slack-style incoming webhook for staff alerts on 127.0.0.1:54390/hooks/...
 //!   `devstack keys`             the anon and service_role keys the RPC API accepts
 //! Every flag has an environment variable, so `make dev` can be pointed elsewhere.
 
@@ -8,13 +9,14 @@ use std::io::IsTerminal;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use devstack::alert_receiver::{self, AlertReceiverConfig};
 use devstack::intakeq_sandbox::{self, SandboxConfig};
 use devstack::rpc_api::auth::{JwtSecret, SUPABASE_DEMO_JWT_SECRET};
 use devstack::rpc_api::{self, RpcApiConfig};
 use tokio::net::TcpListener;
 
 #[derive(Parser)]
-#[command(about = "Local stand-ins for Supabase's PostgREST and for IntakeQ")]
+#[command(about = "Local stand-ins for Supabase's PostgREST, for IntakeQ and for a staff-alert webhook")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -26,6 +28,8 @@ enum Command {
     RpcApi(RpcApiArgs),
     /// Serve the IntakeQ sandbox.
     IntakeqSandbox(SandboxArgs),
+    /// Serve the staff-alert receiver (a Slack-style incoming webhook).
+    AlertReceiver(AlertReceiverArgs),
     /// Print the anon and service_role keys the RPC API accepts, as KEY=value lines.
     Keys {
         #[arg(long, env = "JWT_SECRET", default_value = SUPABASE_DEMO_JWT_SECRET, hide_env_values = true)]
@@ -62,6 +66,14 @@ struct SandboxArgs {
     /// The practice's IANA time zone: `GET /appointments` reads `startDate`/`endDate` as dates in it.
     #[arg(long, env = "INTAKEQ_SANDBOX_TIME_ZONE", default_value = "America/Denver")]
     time_zone: intakeq_sandbox::Tz,
+}
+
+#[derive(Args)]
+struct AlertReceiverArgs {
+    #[arg(long, env = "DEVSTACK_HOST", default_value = "127.0.0.1")]
+    host: String,
+    #[arg(long, env = "ALERT_RECEIVER_PORT", default_value_t = 54390)]
+    port: u16,
 }
 
 #[tokio::main]
@@ -101,6 +113,12 @@ async fn main() -> Result<(), String> {
             };
             tracing::info!("IntakeQ sandbox on http://{}/api/v1 (control: /_sandbox)", listener.local_addr().unwrap());
             intakeq_sandbox::serve(listener, config, stop_signal()).await.map_err(|e| e.to_string())
+        }
+        Command::AlertReceiver(args) => {
+            let listener = bind(&args.host, args.port).await?;
+            let config = AlertReceiverConfig { default_delay: Duration::from_secs(30) };
+            tracing::info!("alert receiver on http://{}/hooks/<name> (control: /_receiver)", listener.local_addr().unwrap());
+            alert_receiver::serve(listener, config, stop_signal()).await.map_err(|e| e.to_string())
         }
     }
 }

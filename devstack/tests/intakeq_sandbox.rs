@@ -465,3 +465,224 @@ async fn an_unauthorized_fault_answers_as_a_bad_key_does_and_carries_out_nothing
     let faults: Vec<Value> = sandbox.requests_to("/appointments").await.iter().map(|r| r["fault"].clone()).collect();
     assert_eq!(faults, [json!("unauthorized"), json!(null)]);
 }
+
+// Intake questionnaires -----------------------------------------------------------------------------------------
+
+const GENERAL_INTAKE: &str = "61a000000000000000000001";
+const MEDICAID_INTAKE: &str = "61a000000000000000000002";
+
+impl Sandbox {
+    /// `POST /intakes/send` of `body`: the status and the answer.
+    async fn send_intake(&self, body: Value) -> (StatusCode, Value) {
+        status_and_json(self.post("/intakes/send", body).await).await
+    }
+
+    /// `GET /intakes/summary?<query>`: the summaries found.
+    async fn summary(&self, query: &str) -> Value {
+        let (status, found) = status_and_json(self.get(&format!("/intakes/summary?{query}")).await).await;
+        assert_eq!(status, StatusCode::OK, "{found}");
+        found
+    }
+
+    async fn intakes_held(&self) -> Vec<Value> {
+        self.state().await["intakes"].as_array().unwrap().clone()
+    }
+}
+
+fn is_guid(id: &str) -> bool {
+    let parts: Vec<&str> = id.split('-').collect();
+    parts.iter().map(|p| p.len()).collect::<Vec<_>>() == [8, 4, 4, 4, 12]
+        && parts.iter().all(|p| p.chars().all(|c| c.is_ascii_hexdigit()))
+}
+
+#[tokio::test]
+async fn the_questionnaires_include_the_seed_s_general_and_medicaid_intakes() {
+    let sandbox = Sandbox::start(100).await;
+    let (status, listed) = status_and_json(sandbox.get("/questionnaires").await).await;
+    assert_eq!(status, StatusCode::OK);
+    let listed = listed.as_array().unwrap();
+    for id in [GENERAL_INTAKE, MEDICAID_INTAKE] {
+        let found = listed.iter().find(|q| q["Id"] == id).unwrap_or_else(|| panic!("{id} listed: {listed:?}"));
+        assert!(found["Name"].is_string() && found["Archived"] == json!(false), "{found}");
+    }
+}
+
+/// Whatever column of the seeded schema holds a questionnaire id (none may exist yet), its ids are here.
+#[tokio::test]
+async fn the_questionnaires_include_every_questionnaire_id_the_seed_uses() {
+    let sandbox = Sandbox::start(100).await;
+    let (_, listed) = status_and_json(sandbox.get("/questionnaires").await).await;
+    let known: BTreeSet<String> = ids(&listed).into_iter().collect();
+    let database = support::database().await;
+    let columns = database
+        .query(
+            "select format('%I.%I', table_schema, table_name), quote_ident(column_name) from information_schema.columns
+              where table_schema = 'public' and column_name like '%questionnaire_id%'
+                and data_type in ('text', 'character varying')",
+            &[],
+        )
+        .await
+        .unwrap();
+    for column in columns {
+        let (table, name): (String, String) = (column.get(0), column.get(1));
+        let rows = database.query(&format!("select distinct {name} from {table} where {name} is not null"), &[]).await.unwrap();
+        let seeded: BTreeSet<String> = rows.iter().map(|r| r.get::<_, String>(0)).collect();
+        assert!(seeded.is_subset(&known), "{table}.{name}: {seeded:?} not all in {known:?}");
+    }
+}
+
+#[tokio::test]
+async fn intakes_are_sent_by_client_id_or_by_name_and_email() {
+    let sandbox = Sandbox::start(100).await;
+    let client = sandbox.new_client("intake.pat@example.com").await;
+
+    let (status, sent) = sandbox.send_intake(json!({"QuestionnaireId": GENERAL_INTAKE, "ClientId": client["ClientId"],
+                                                     "ClientName": "Ignored Name", "ClientEmail": "ignored@example.com"})).await;
+    assert_eq!(status, StatusCode::OK, "{sent}");
+    assert!(is_guid(sent["Id"].as_str().unwrap()), "an intake id is a GUID: {sent}");
+    assert_eq!((&sent["ClientId"], &sent["ClientEmail"], &sent["ClientName"]), (&client["ClientId"], &json!("intake.pat@example.com"), &json!("Pat Sample")),
+               "with ClientId, name and email are ignored");
+    assert_eq!((&sent["Status"], &sent["QuestionnaireId"], &sent["QuestionnaireName"]), (&json!("Sent"), &json!(GENERAL_INTAKE), &json!("General intake")));
+    assert_eq!(sent["PractitionerId"], "5f1a00000000000000000001", "the main account's practitioner by default");
+    let created = sent["DateCreated"].as_i64().expect("DateCreated in ms");
+    assert!((chrono::Utc::now().timestamp_millis() - created).abs() < 60_000, "{created}");
+
+    let (status, by_name) = sandbox.send_intake(json!({"QuestionnaireId": MEDICAID_INTAKE, "ClientName": "Rae Sample",
+        "ClientEmail": "rae.sample@example.com", "ClientPhone": "+1 555 0100", "PractitionerId": "5f1a00000000000000000002"})).await;
+    assert_eq!(status, StatusCode::OK, "{by_name}");
+    assert_eq!((&by_name["ClientName"], &by_name["ClientEmail"], &by_name["PractitionerId"]),
+               (&json!("Rae Sample"), &json!("rae.sample@example.com"), &json!("5f1a00000000000000000002")));
+    assert_ne!(by_name["ClientId"], client["ClientId"]);
+    assert_ne!(by_name["Id"], sent["Id"], "each intake has its own id");
+    let state = sandbox.state().await;
+    let rae = state["clients"].as_array().unwrap().iter().find(|c| c["ClientId"] == by_name["ClientId"]).cloned();
+    assert_eq!(rae.map(|c| (c["FirstName"].clone(), c["LastName"].clone())), Some((json!("Rae"), json!("Sample"))), "a new email makes a client");
+
+    let (status, again) = sandbox.send_intake(json!({"QuestionnaireId": GENERAL_INTAKE, "ClientName": "Pat Sample",
+                                                      "ClientEmail": "Intake.Pat@example.com"})).await;
+    assert_eq!((status, &again["ClientId"]), (StatusCode::OK, &client["ClientId"]), "a known email reuses its client");
+    assert_eq!(sandbox.state().await["clients"].as_array().unwrap().len(), 2);
+    let held: Vec<Value> = sandbox.intakes_held().await.iter().map(|i| i["Id"].clone()).collect();
+    assert_eq!(held, [sent["Id"].clone(), by_name["Id"].clone(), again["Id"].clone()], "/_sandbox/state holds every intake sent");
+}
+
+#[tokio::test]
+async fn an_unknown_client_or_questionnaire_is_rejected_and_sends_nothing() {
+    let sandbox = Sandbox::start(100).await;
+    let client = sandbox.new_client("rejected@example.com").await;
+    for (body, expected) in [
+        (json!({"QuestionnaireId": GENERAL_INTAKE, "ClientId": 424_242}), "Client not found"),
+        (json!({"QuestionnaireId": "61a0000000000000000000ff", "ClientId": client["ClientId"]}), "Invalid QuestionnaireId."),
+        (json!({"ClientId": client["ClientId"]}), "Invalid QuestionnaireId."),
+        (json!({"QuestionnaireId": GENERAL_INTAKE, "ClientId": client["ClientId"], "PractitionerId": "nobody"}), "Invalid PractitionerId."),
+        (json!({"QuestionnaireId": GENERAL_INTAKE, "ClientName": "No Email"}), "ClientName and ClientEmail are required when ClientId is not given."),
+    ] {
+        let (status, error) = sandbox.send_intake(body.clone()).await;
+        assert_eq!((status, error), (StatusCode::BAD_REQUEST, json!({"Message": expected})), "{body}");
+    }
+    assert!(sandbox.intakes_held().await.is_empty());
+    assert_eq!(sandbox.state().await["clients"].as_array().unwrap().len(), 1, "no client made by a rejected send");
+}
+
+#[tokio::test]
+async fn the_summary_lists_submitted_intakes_unless_all_and_filters_them() {
+    let sandbox = Sandbox::start(1000).await;
+    let pat = sandbox.new_client("summary.pat@example.com").await;
+    let lee = sandbox.new_client("summary.lee@example.com").await;
+    let (_, to_pat) = sandbox.send_intake(json!({"QuestionnaireId": GENERAL_INTAKE, "ClientId": pat["ClientId"]})).await;
+    let (_, to_lee) = sandbox.send_intake(json!({"QuestionnaireId": MEDICAID_INTAKE, "ClientId": lee["ClientId"]})).await;
+
+    assert_eq!(sandbox.summary("").await, json!([]), "a sent form is not listed without all=true");
+    let all = sandbox.summary("all=true").await;
+    assert_eq!(ids(&all), [to_pat["Id"].as_str().unwrap(), to_lee["Id"].as_str().unwrap()]);
+    let first = &all[0];
+    assert_eq!((&first["ClientId"], &first["ClientEmail"], &first["Status"]), (&pat["ClientId"], &json!("summary.pat@example.com"), &json!("Sent")));
+    assert_eq!((&first["QuestionnaireId"], &first["DateCreated"]), (&json!(GENERAL_INTAKE), &to_pat["DateCreated"]));
+    assert_eq!((&first["DateSubmitted"], &first["AppointmentId"]), (&Value::Null, &Value::Null));
+
+    let for_lee = sandbox.summary(&format!("all=true&clientId={}", lee["ClientId"])).await;
+    assert_eq!(ids(&for_lee), [to_lee["Id"].as_str().unwrap()], "clientId filters");
+    assert_eq!(ids(&sandbox.summary("all=true&client=summary.pat").await), [to_pat["Id"].as_str().unwrap()], "client is part of an email or name");
+    assert_eq!(sandbox.summary("all=true&clientId=999999").await, json!([]));
+
+    // startDate/endDate: the creation's date in the practice's zone, both inclusive.
+    let created = chrono::DateTime::from_timestamp_millis(to_pat["DateCreated"].as_i64().unwrap()).unwrap();
+    let day = created.with_timezone(&chrono_tz::America::Denver).date_naive();
+    let (yesterday, tomorrow) = (day.pred_opt().unwrap(), day.succ_opt().unwrap());
+    assert_eq!(sandbox.summary(&format!("all=true&clientId={}&startDate={day}&endDate={day}", pat["ClientId"])).await.as_array().unwrap().len(), 1);
+    assert_eq!(sandbox.summary(&format!("all=true&startDate={yesterday}&endDate={tomorrow}")).await.as_array().unwrap().len(), 2);
+    assert_eq!(sandbox.summary(&format!("all=true&startDate={tomorrow}")).await, json!([]));
+    assert_eq!(sandbox.summary(&format!("all=true&endDate={yesterday}")).await, json!([]));
+    let (status, error) = status_and_json(sandbox.get("/intakes/summary?clientId=pat").await).await;
+    assert_eq!((status, error), (StatusCode::BAD_REQUEST, json!({"Message": "Invalid clientId pat."})));
+
+    // The control API stands in for the client filling the form in.
+    let submit = sandbox.http.post(format!("{}/_sandbox/intakes/submit", sandbox.base)).json(&json!({"id": to_lee["Id"]}));
+    assert_eq!(submit.send().await.unwrap().status(), StatusCode::OK);
+    let submitted = sandbox.summary("").await;
+    assert_eq!(ids(&submitted), [to_lee["Id"].as_str().unwrap()], "a submitted form is listed by default");
+    assert_eq!(submitted[0]["Status"], "Completed");
+    assert!(submitted[0]["DateSubmitted"].as_i64().is_some());
+
+    // 100 a page.
+    for _ in 0..100 {
+        sandbox.send_intake(json!({"QuestionnaireId": GENERAL_INTAKE, "ClientId": pat["ClientId"]})).await;
+    }
+    let mut sizes = Vec::new();
+    for n in 1..=3 {
+        sizes.push(sandbox.summary(&format!("all=true&page={n}")).await.as_array().unwrap().len());
+    }
+    assert_eq!(sizes, [100, 2, 0]);
+
+    let reset = sandbox.http.post(format!("{}/_sandbox/reset", sandbox.base)).send().await.unwrap();
+    assert_eq!(reset.status(), StatusCode::NO_CONTENT);
+    assert!(sandbox.intakes_held().await.is_empty(), "reset forgets the intakes");
+}
+
+#[tokio::test]
+async fn a_late_intake_send_is_carried_out_and_the_caller_that_gave_up_finds_it() {
+    let sandbox = Sandbox::start(100).await;
+    let client = sandbox.new_client("late.intake@example.com").await;
+    let body = json!({"QuestionnaireId": MEDICAID_INTAKE, "ClientId": client["ClientId"]});
+    sandbox.fault(json!({"endpoint": "POST /intakes/send", "fault": "succeed_late", "delayMs": 1000})).await;
+    let impatient = sandbox.api(reqwest::Method::POST, "/intakes/send").json(&body).timeout(Duration::from_millis(300));
+    assert!(impatient.send().await.unwrap_err().is_timeout(), "the caller times out");
+
+    let found = sandbox.summary(&format!("all=true&clientId={}", client["ClientId"])).await;
+    assert_eq!(found.as_array().unwrap().len(), 1, "yet the intake was sent: {found}");
+    assert_eq!((&found[0]["QuestionnaireId"], &found[0]["Status"]), (&json!(MEDICAID_INTAKE), &json!("Sent")));
+    assert_eq!(sandbox.requests_to("/intakes/send").await[0]["fault"], "succeed_late");
+}
+
+#[tokio::test]
+async fn the_questionnaire_endpoints_take_the_usual_faults_and_an_unauthorized_send_creates_nothing() {
+    let sandbox = Sandbox::start(100).await;
+    let client = sandbox.new_client("intake.faults@example.com").await;
+    let body = json!({"QuestionnaireId": GENERAL_INTAKE, "ClientId": client["ClientId"]});
+
+    sandbox.fault(json!({"endpoint": "POST /intakes/send", "fault": "unauthorized"})).await;
+    let (status, error) = sandbox.send_intake(body.clone()).await;
+    assert_eq!((status, error), (StatusCode::UNAUTHORIZED, json!({"Message": "Authorization has been denied for this request."})));
+    assert!(sandbox.intakes_held().await.is_empty(), "an unauthorized send creates nothing");
+
+    sandbox.fault(json!({"endpoint": "POST /intakes/send", "fault": "invalid_service_id"})).await;
+    let (status, error) = sandbox.send_intake(body.clone()).await;
+    assert_eq!((status, error), (StatusCode::BAD_REQUEST, json!({"Message": "Invalid QuestionnaireId."})), "the send's permanent 400");
+    sandbox.fault(json!({"endpoint": "POST /intakes/send", "fault": "server_error"})).await;
+    assert_eq!(sandbox.send_intake(body.clone()).await.0, StatusCode::INTERNAL_SERVER_ERROR);
+    sandbox.fault(json!({"endpoint": "POST /intakes/send", "fault": "hang", "delayMs": 1000})).await;
+    let impatient = sandbox.api(reqwest::Method::POST, "/intakes/send").json(&body).timeout(Duration::from_millis(300));
+    assert!(impatient.send().await.unwrap_err().is_timeout());
+    assert!(sandbox.intakes_held().await.is_empty(), "no fault but succeed_late and slow carries a send out");
+
+    sandbox.fault(json!({"endpoint": "GET /intakes/summary", "fault": "rate_limited", "retryAfterSeconds": 3})).await;
+    let limited = sandbox.get("/intakes/summary?all=true").await;
+    assert_eq!((limited.status(), limited.headers()["retry-after"].to_str().unwrap()), (StatusCode::TOO_MANY_REQUESTS, "3"));
+    sandbox.fault(json!({"endpoint": "GET /questionnaires", "fault": "non_json"})).await;
+    let outage = sandbox.get("/questionnaires").await;
+    assert_eq!((outage.status(), outage.headers()["content-type"].to_str().unwrap()), (StatusCode::SERVICE_UNAVAILABLE, "text/html"));
+
+    let (status, sent) = sandbox.send_intake(body).await;
+    assert_eq!(status, StatusCode::OK, "once the faults are used up, sends succeed: {sent}");
+    assert_eq!(sandbox.intakes_held().await.len(), 1);
+}

@@ -14,6 +14,9 @@ pub const ENDPOINTS: &[&str] = &[
     "GET /appointments",
     "PUT /appointments",
     "POST /appointments/cancellation",
+    "POST /intakes/send",
+    "GET /intakes/summary",
+    "GET /questionnaires",
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -25,7 +28,8 @@ pub enum FaultKind {
     RateLimited,
     /// 503 with an HTML page, as during an outage.
     NonJson,
-    /// 400 `{"Message": "Invalid ServiceId."}`: a permanent rejection.
+    /// 400 `{"Message": "Invalid ServiceId."}`: a permanent rejection. On `POST /intakes/send` the message is
+    /// the one that endpoint's permanent rejection has, `Invalid QuestionnaireId.`.
     InvalidServiceId,
     /// Nothing happens; the answer (a 504) comes only after `delayMs`, past the caller's timeout.
     Hang,
@@ -154,6 +158,22 @@ mod tests {
         assert_eq!(faults.take("POST /appointments").map(|f| f.fault), Some(FaultKind::Unauthorized));
         assert!(faults.take("POST /appointments").is_none());
         assert!(faults.take("GET /clients").is_none());
+    }
+
+    #[test]
+    fn the_questionnaire_endpoints_take_faults() {
+        let mut faults = Faults::default();
+        for endpoint in ["POST /intakes/send", "GET /intakes/summary", "GET /questionnaires"] {
+            let request = FaultRequest {
+                endpoint: endpoint.into(),
+                fault: FaultKind::SucceedLate,
+                count: 1,
+                delay_ms: None,
+                retry_after_seconds: None,
+            };
+            faults.plan(request).unwrap();
+            assert_eq!(faults.take(endpoint).map(|f| f.fault), Some(FaultKind::SucceedLate), "{endpoint}");
+        }
     }
 
     #[test]

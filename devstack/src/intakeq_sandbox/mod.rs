@@ -1,10 +1,12 @@
-//! A sandbox of IntakeQ's API on `/api/v1`, following `docs/intakeq.md`: the client and
-//! appointment endpoints the sync uses, `X-Auth-Key`, the per-minute rate limit, in-memory state, and
-//! IntakeQ-shaped ids, timestamps and errors. Under `/_sandbox` (a path IntakeQ does not have) a control API
-//! lets tests inject faults, read back everything held, change the rate limit and reset.
+//! A sandbox of IntakeQ's API on `/api/v1`, following `docs/intakeq.md`: the client and appointment endpoints
+//! the sync uses, sending intake questionnaires and listing their summaries, `X-Auth-Key`, the per-minute rate
+//! limit, in-memory state, and IntakeQ-shaped ids, timestamps and errors. Under `/_sandbox` (a path IntakeQ does
+//! not have) a control API lets tests inject faults, read back everything held, change the rate limit, submit a
+//! sent intake as its client would, and reset.
 //!
-//! The practice has a time zone (`SandboxConfig::practice_time_zone`): `GET /appointments` reads its
-//! `startDate`/`endDate` as dates there, and appointments carry `StartDateLocal` in it.
+//! The practice has a time zone (`SandboxConfig::practice_time_zone`): `GET /appointments` and
+//! `GET /intakes/summary` read their `startDate`/`endDate` as dates there, and appointments carry
+//! `StartDateLocal` in it.
 
 pub mod faults;
 pub mod practice;
@@ -29,7 +31,7 @@ pub use chrono_tz::Tz;
 
 use faults::{FaultKind, FaultRequest, Faults, RateLimit};
 use practice::Settings;
-use records::{AppointmentInput, AppointmentQuery, ClientInput, Records, Rejection};
+use records::{AppointmentInput, AppointmentQuery, ClientInput, IntakeInput, IntakeQuery, Records, Rejection};
 
 #[derive(Debug, Clone)]
 pub struct SandboxConfig {
@@ -87,10 +89,14 @@ pub fn router(config: SandboxConfig) -> Router {
         .route("/appointments/settings", get(appointment_settings))
         .route("/appointments", get(list_appointments).post(create_appointment).put(update_appointment))
         .route("/appointments/cancellation", post(cancel_appointment))
+        .route("/intakes/send", post(send_intake))
+        .route("/intakes/summary", get(intake_summary))
+        .route("/questionnaires", get(list_questionnaires))
         .layer(middleware::from_fn_with_state(sandbox.clone(), log_request));
     let control = Router::new()
         .route("/faults", post(plan_fault).delete(clear_faults))
         .route("/state", get(state))
+        .route("/intakes/submit", post(submit_intake))
         .route("/rate-limit", put(set_rate_limit))
         .route("/reset", post(reset));
     Router::new().nest("/api/v1", api).nest("/_sandbox", control).with_state(sandbox)
@@ -130,7 +136,7 @@ impl Sandbox {
                     Some(Gate::Answer(response))
                 }
                 FaultKind::NonJson => Some(Gate::Answer(html(StatusCode::SERVICE_UNAVAILABLE, "503 Service Unavailable"))),
-                FaultKind::InvalidServiceId => Some(Gate::Answer(message(StatusCode::BAD_REQUEST, "Invalid ServiceId."))),
+                FaultKind::InvalidServiceId => Some(Gate::Answer(message(StatusCode::BAD_REQUEST, permanent_rejection(endpoint)))),
                 FaultKind::Unauthorized => Some(Gate::Answer(unauthorized())),
                 FaultKind::Hang => {
                     tokio::time::sleep(delay).await;
@@ -182,6 +188,14 @@ impl Sandbox {
             tokio::time::sleep(delay).await;
         }
         response
+    }
+}
+
+/// What the `invalid_service_id` fault answers: the endpoint's permanent 400.
+fn permanent_rejection(endpoint: &str) -> &'static str {
+    match endpoint {
+        "POST /intakes/send" => "Invalid QuestionnaireId.",
+        _ => "Invalid ServiceId.",
     }
 }
 
@@ -296,6 +310,35 @@ async fn cancel_appointment(State(s): State<Arc<Sandbox>>, headers: HeaderMap, b
     .await
 }
 
+async fn send_intake(State(s): State<Arc<Sandbox>>, headers: HeaderMap, body: Bytes) -> Response {
+    s.run("POST /intakes/send", &headers, |records, settings| {
+        Ok(to_json(records.send_intake(parse::<IntakeInput>(&body)?, settings, now_ms())?))
+    })
+    .await
+}
+
+async fn intake_summary(State(s): State<Arc<Sandbox>>, headers: HeaderMap, Query(q): Query<IntakeQuery>) -> Response {
+    s.run("GET /intakes/summary", &headers, |records, settings| {
+        let summaries = records.intake_summaries(&q, settings.time_zone)?;
+        Ok(Value::Array(
+            summaries
+                .into_iter()
+                .map(|i| {
+                    json!({ "Id": i.id, "ClientId": i.client_id, "ClientName": i.client_name, "ClientEmail": i.client_email,
+                            "Status": i.status, "QuestionnaireId": i.questionnaire_id, "QuestionnaireName": i.questionnaire_name,
+                            "PractitionerId": i.practitioner_id, "PractitionerName": i.practitioner_name,
+                            "DateCreated": i.date_created, "DateSubmitted": i.date_submitted, "AppointmentId": i.appointment_id })
+                })
+                .collect(),
+        ))
+    })
+    .await
+}
+
+async fn list_questionnaires(State(s): State<Arc<Sandbox>>, headers: HeaderMap) -> Response {
+    s.run("GET /questionnaires", &headers, |_, settings| Ok(to_json(&settings.questionnaires))).await
+}
+
 // The control API ---------------------------------------------------------------------------------------------
 
 async fn plan_fault(State(s): State<Arc<Sandbox>>, body: Bytes) -> Response {
@@ -318,9 +361,28 @@ async fn state(State(s): State<Arc<Sandbox>>) -> Json<Value> {
     Json(json!({
         "clients": to_json(&records.clients),
         "appointments": to_json(&records.appointments),
+        "intakes": to_json(&records.intakes),
         "requests": *s.requests.lock().unwrap(),
         "rateLimitPerMinute": s.rate_limit.lock().unwrap().per_minute,
     }))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct SubmitRequest {
+    id: String,
+}
+
+/// `POST /_sandbox/intakes/submit` `{"id": "..."}`: the client fills in the form. IntakeQ has no such call.
+async fn submit_intake(State(s): State<Arc<Sandbox>>, body: Bytes) -> Response {
+    let request = match serde_json::from_slice::<SubmitRequest>(&body) {
+        Ok(request) => request,
+        Err(error) => return (StatusCode::BAD_REQUEST, Json(json!({ "error": error.to_string() }))).into_response(),
+    };
+    match s.records.lock().unwrap().submit_intake(&request.id, now_ms()) {
+        Some(intake) => Json(to_json(intake)).into_response(),
+        None => (StatusCode::NOT_FOUND, Json(json!({ "error": format!("no intake {}", request.id) }))).into_response(),
+    }
 }
 
 #[derive(Deserialize)]

@@ -1,5 +1,6 @@
-//! The practice as IntakeQ knows it: what `GET /appointments/settings` answers. Its ids are the IntakeQ ids
-//! in `supabase/seed.sql` (a test checks every seeded id is here).
+//! The practice as IntakeQ knows it: what `GET /appointments/settings` answers, and the questionnaire templates
+//! `GET /questionnaires` lists. Its ids are the IntakeQ ids in `supabase/seed.sql` (a test checks every seeded
+//! id is here).
 
 use chrono_tz::Tz;
 use serde::Serialize;
@@ -28,6 +29,15 @@ pub struct Location {
     pub name: &'static str,
 }
 
+/// An intake questionnaire template: what `POST /intakes/send` names in `QuestionnaireId`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Questionnaire {
+    pub id: &'static str,
+    pub name: &'static str,
+    pub archived: bool,
+}
+
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct Settings {
@@ -38,12 +48,16 @@ pub struct Settings {
     /// `StartDateLocal` is in it. The settings answer does not include it.
     #[serde(skip)]
     pub time_zone: Tz,
+    /// The questionnaire templates (`GET /questionnaires`); not part of the settings answer.
+    #[serde(skip)]
+    pub questionnaires: Vec<Questionnaire>,
 }
 
 pub fn demo_practice(time_zone: Tz) -> Settings {
     let practitioner = |id, complete_name, email| Practitioner { id, complete_name, email };
     let service = |id, name, duration, price| Service { id, name, duration, price };
     let location = |id, name| Location { id, name };
+    let questionnaire = |id, name| Questionnaire { id, name, archived: false };
     Settings {
         practitioners: vec![
             practitioner("5f1a00000000000000000001", "Ana Rivera, MD", "ana.rivera@example.com"),
@@ -67,5 +81,9 @@ pub fn demo_practice(time_zone: Tz) -> Settings {
             location("5", "Lakeside Employee Plan"),
         ],
         time_zone,
+        questionnaires: vec![
+            questionnaire("61a000000000000000000001", "General intake"),
+            questionnaire("61a000000000000000000002", "Medicaid intake"),
+        ],
     }
 }

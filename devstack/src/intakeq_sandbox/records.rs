@@ -1,4 +1,4 @@
-//! Clients and appointments the sandbox holds, shaped like IntakeQ's JSON (PascalCase, ids and millisecond
+//! Clients, appointments and sent intake questionnaires the sandbox holds, shaped like IntakeQ's JSON (PascalCase, ids and millisecond
 //! timestamps as IntakeQ gives them), and the rules IntakeQ applies to them.
 
 use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
@@ -19,6 +19,22 @@ static APPOINTMENTS_CREATED: std::sync::atomic::AtomicU64 = std::sync::atomic::A
 fn appointment_id(now_ms: i64) -> String {
     let n = APPOINTMENTS_CREATED.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
     format!("{:08x}{:06x}{:010x}", (now_ms / 1000) as u32, std::process::id() & 0xff_ffff, n & 0xff_ffff_ffff)
+}
+
+/// Intake ids are GUIDs, unique across sandboxes and processes as appointment ids are.
+static INTAKES_SENT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// A GUID: seconds, process id, a counter.
+fn intake_id(now_ms: i64) -> String {
+    let n = INTAKES_SENT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+    let pid = std::process::id();
+    format!(
+        "{:08x}-{:04x}-4{:03x}-8000-{:012x}",
+        (now_ms / 1000) as u32,
+        (pid >> 12) & 0xffff,
+        pid & 0xfff,
+        n & 0xffff_ffff_ffff
+    )
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -98,6 +114,52 @@ pub struct AppointmentInput {
     pub notes: Option<String>,
 }
 
+/// An intake questionnaire sent to a client (`POST /intakes/send`), as the send and `GET /intakes/summary`
+/// answer it.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Intake {
+    pub id: String,
+    pub client_id: u64,
+    pub client_name: String,
+    pub client_email: String,
+    pub client_phone: Option<String>,
+    /// `Sent` until the client submits it (the control API's submit makes it `Completed`).
+    pub status: String,
+    pub questionnaire_id: String,
+    pub questionnaire_name: String,
+    pub practitioner_id: String,
+    pub practitioner_name: String,
+    pub date_created: i64,
+    pub date_submitted: Option<i64>,
+    pub appointment_id: Option<String>,
+}
+
+/// `POST /intakes/send`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct IntakeInput {
+    pub questionnaire_id: Option<String>,
+    pub client_id: Option<u64>,
+    pub client_name: Option<String>,
+    pub client_email: Option<String>,
+    pub client_phone: Option<String>,
+    pub practitioner_id: Option<String>,
+}
+
+/// What `GET /intakes/summary` filters on. Numbers and flags are read as text, so a bad one gets IntakeQ's
+/// 400 rather than a framework's.
+#[derive(Debug, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct IntakeQuery {
+    pub client: Option<String>,
+    pub client_id: Option<String>,
+    pub start_date: Option<String>,
+    pub end_date: Option<String>,
+    pub all: Option<String>,
+    pub page: Option<String>,
+}
+
 /// What `GET /appointments` filters on.
 #[derive(Debug, Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
@@ -117,6 +179,7 @@ pub struct Rejection(pub String);
 pub struct Records {
     pub clients: Vec<Client>,
     pub appointments: Vec<Appointment>,
+    pub intakes: Vec<Intake>,
     next_client_id: u64,
 }
 
@@ -320,5 +383,118 @@ impl Records {
         appointment.status = "Canceled".into();
         appointment.cancellation_reason = body.get("Reason").and_then(Value::as_str).map(str::to_owned);
         Ok(appointment.clone())
+    }
+
+    /// `POST /intakes/send`. With `ClientId` the client must exist (name and email are then ignored). Without
+    /// it, `ClientName` and `ClientEmail` are required, and the intake goes to the client with that email
+    /// (ignoring case), created from the name when there is none: the sandbox's reading, IntakeQ does not say.
+    /// `PractitionerId` defaults to the main account's practitioner (the sandbox's first; its clients have none
+    /// assigned).
+    pub fn send_intake(&mut self, input: IntakeInput, settings: &Settings, now_ms: i64) -> Result<Intake, Rejection> {
+        let questionnaire = settings
+            .questionnaires
+            .iter()
+            .find(|q| Some(q.id) == input.questionnaire_id.as_deref())
+            .ok_or_else(|| Rejection("Invalid QuestionnaireId.".into()))?;
+        let practitioner = match input.practitioner_id.as_deref() {
+            None => settings.practitioners.first().ok_or_else(|| Rejection("Invalid PractitionerId.".into()))?,
+            Some(id) => settings
+                .practitioners
+                .iter()
+                .find(|p| p.id == id)
+                .ok_or_else(|| Rejection("Invalid PractitionerId.".into()))?,
+        };
+        let client = match input.client_id {
+            Some(id) => self.clients.iter().find(|c| c.client_id == id).ok_or_else(|| Rejection("Client not found".into()))?.clone(),
+            None => {
+                let name = input.client_name.as_deref().map(str::trim).unwrap_or_default();
+                let email = input.client_email.as_deref().map(str::trim).unwrap_or_default();
+                if name.is_empty() || email.is_empty() {
+                    return Err(Rejection("ClientName and ClientEmail are required when ClientId is not given.".into()));
+                }
+                match self.clients.iter().find(|c| c.email.eq_ignore_ascii_case(email)) {
+                    Some(client) => client.clone(),
+                    None => {
+                        let (first_name, last_name) = name.split_once(char::is_whitespace).unwrap_or((name, ""));
+                        let new = ClientInput {
+                            client_id: None,
+                            first_name: Some(first_name.into()),
+                            last_name: Some(last_name.trim().into()),
+                            email: Some(email.into()),
+                            phone: input.client_phone.clone(),
+                            date_of_birth: None,
+                        };
+                        self.save_client(new, now_ms)?
+                    }
+                }
+            }
+        };
+        let intake = Intake {
+            id: intake_id(now_ms),
+            client_id: client.client_id,
+            client_name: client.name,
+            client_email: client.email,
+            client_phone: input.client_phone,
+            status: "Sent".into(),
+            questionnaire_id: questionnaire.id.into(),
+            questionnaire_name: questionnaire.name.into(),
+            practitioner_id: practitioner.id.into(),
+            practitioner_name: practitioner.complete_name.into(),
+            date_created: now_ms,
+            date_submitted: None,
+            appointment_id: None,
+        };
+        self.intakes.push(intake.clone());
+        Ok(intake)
+    }
+
+    /// `GET /intakes/summary`: submitted intakes (`Completed`, `Offline`), or every one with `all=true`.
+    /// `client` is part of a name or email (ignoring case), `clientId` a client's id, and `startDate`/`endDate`
+    /// dates in the practice's time zone, both inclusive, that the creation must fall within.
+    pub fn intake_summaries(&self, query: &IntakeQuery, zone: Tz) -> Result<Vec<Intake>, Rejection> {
+        let from = query.start_date.as_deref().map(date).transpose()?;
+        let until = query.end_date.as_deref().map(date).transpose()?;
+        let client_id = query
+            .client_id
+            .as_deref()
+            .map(|id| id.trim().parse::<u64>().map_err(|_| Rejection(format!("Invalid clientId {id}."))))
+            .transpose()?;
+        let all = match query.all.as_deref() {
+            None => false,
+            Some(flag) if flag.eq_ignore_ascii_case("true") => true,
+            Some(flag) if flag.eq_ignore_ascii_case("false") => false,
+            Some(flag) => return Err(Rejection(format!("Invalid value {flag} for all. Use true or false."))),
+        };
+        let page_number = query
+            .page
+            .as_deref()
+            .map(|p| p.trim().parse::<usize>().map_err(|_| Rejection(format!("Invalid page {p}."))))
+            .transpose()?;
+        let client = query.client.as_deref().map(|c| c.trim().to_lowercase());
+        let matches = self
+            .intakes
+            .iter()
+            .filter(|i| all || matches!(i.status.as_str(), "Completed" | "Offline"))
+            .filter(|i| client_id.is_none_or(|id| i.client_id == id))
+            .filter(|i| {
+                client.as_deref().is_none_or(|c| {
+                    i.client_email.to_lowercase().contains(c) || i.client_name.to_lowercase().contains(c)
+                })
+            })
+            .filter(|i| {
+                let day = local(i.date_created, zone).date_naive();
+                from.is_none_or(|from| day >= from) && until.is_none_or(|until| day <= until)
+            })
+            .collect();
+        Ok(page(matches, page_number))
+    }
+
+    /// The control API's stand-in for a client filling in the form: the intake becomes `Completed`, submitted
+    /// at `now_ms`.
+    pub fn submit_intake(&mut self, id: &str, now_ms: i64) -> Option<Intake> {
+        let intake = self.intakes.iter_mut().find(|i| i.id == id)?;
+        intake.status = "Completed".into();
+        intake.date_submitted = Some(now_ms);
+        Some(intake.clone())
     }
 }
