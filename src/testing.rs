@@ -121,6 +121,7 @@ pub fn booked_json() -> Value {
         "provider": {"id": "a1000000-0000-4000-8000-000000000001", "name": "Ana Rivera, MD"},
         "intakeq": {"practitioner_id": "5f1a00000000000000000001", "service_id": "7c1e0000-0000-4000-8000-000000000001",
                     "location_id": "1", "client_id": null},
+        "intake_forms": {"status": "not_required", "questionnaire_id": null, "intake_id": null},
         "sync_job": {"id": "5e7a0000-0000-4000-8000-000000000001", "state": "pending", "locked_by": "req-1",
                      "lease_token": "1ea5e000-0000-4000-8000-000000000001", "lease_seconds_left": 60,
                      "retry_count": 0, "locked_until": "2026-11-24T12:01:00Z"},
@@ -137,6 +138,8 @@ pub fn job(needs_reconcile: bool) -> SyncJob {
         attempt: 1,
         max_attempts: 5,
         needs_reconcile,
+        needs_intake_lookup: false,
+        booked_at: "2026-11-24T11:59:59Z".parse().unwrap(),
         state: JobState::Pending,
         lease_token: lease.lease_token,
         lease_seconds_left: Some(60),
@@ -150,6 +153,8 @@ pub struct FakeIntakeq {
     pub clients: RefCell<Vec<Client>>,
     pub appointments: RefCell<Vec<Appointment>>,
     pub created: RefCell<Vec<wire::NewAppointment>>,
+    /// The intakes it holds (sent through it, or put there by a test).
+    pub intakes: RefCell<Vec<wire::Intake>>,
     pub calls: RefCell<Vec<&'static str>>,
     /// The date windows of the appointment lookups.
     pub lookups: RefCell<Vec<(NaiveDate, NaiveDate)>>,
@@ -179,6 +184,26 @@ impl FakeIntakeq {
 }
 
 impl Intakeq for FakeIntakeq {
+    async fn send_intake(&self, intake: &wire::NewIntake) -> Result<wire::Intake, IntakeqError> {
+        self.enter("send_intake")?;
+        let sent = wire::Intake {
+            id: format!("1a7a0000-0000-4000-8000-{:012}", self.new_id()),
+            client_id: Some(intake.client_id),
+            questionnaire_id: Some(intake.questionnaire_id.clone()),
+            date_created: Some(FixedClock.now().timestamp_millis()),
+            status: Some("Sent".into()),
+        };
+        self.intakes.borrow_mut().push(sent.clone());
+        Ok(sent)
+    }
+
+    async fn intakes_of(&self, client_id: u64, page: u32) -> Result<Vec<wire::Intake>, IntakeqError> {
+        self.enter("intakes_of")?;
+        let intakes = self.intakes.borrow();
+        let of_client = intakes.iter().filter(|i| i.client_id == Some(client_id));
+        Ok(of_client.skip((page as usize - 1) * wire::PAGE_SIZE).take(wire::PAGE_SIZE).cloned().collect())
+    }
+
     async fn search_clients(&self, search: &str, page: u32) -> Result<Vec<Client>, IntakeqError> {
         self.enter("search_clients")?;
         let needle = search.to_lowercase();

@@ -64,3 +64,9 @@ on conflict (id) do nothing;
 insert into public.patients (id, first_name, last_name, email, phone, date_of_birth, created_by_request_id) values
   ('e5000000-0000-4000-8000-000000000001', 'Jordan', 'Demo', 'jordan.demo@example.com', '+1 555 0100', '1990-04-12', 'seed')
 on conflict (id) do nothing;
+
+-- Intake paperwork: the general questionnaire for everyone, Canyon Care Medicaid's own for its patients
+-- (questionnaire ids the IntakeQ sandbox knows).
+update public.practice_settings set intakeq_questionnaire_id = '61a000000000000000000001' where intakeq_questionnaire_id is null;
+update public.payers set intakeq_questionnaire_id = '61a000000000000000000002'
+where id = 'b2000000-0000-4000-8000-000000000002' and intakeq_questionnaire_id is null;

@@ -27,6 +27,29 @@ pub enum SyncStatus {
     Failed,
 }
 
+/// `appointments.intake_forms_status`: where the booking's intake paperwork stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IntakeFormsStatus {
+    /// To be sent once the appointment is in IntakeQ.
+    Pending,
+    Sent,
+    /// IntakeQ refused it for good: staff must act.
+    Failed,
+    /// No questionnaire is configured for the booking's payer or the practice.
+    NotRequired,
+}
+
+/// The booking's intake questionnaire.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct IntakeForms {
+    pub status: IntakeFormsStatus,
+    /// IntakeQ's questionnaire (template) id.
+    pub questionnaire_id: Option<String>,
+    /// IntakeQ's id of the intake sent.
+    pub intake_id: Option<String>,
+}
+
 /// `sync_retry_queue.state`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -54,6 +77,7 @@ pub struct Booking {
     pub patient: BookedPatient,
     pub provider: BookedProvider,
     pub intakeq: IntakeqIds,
+    pub intake_forms: IntakeForms,
     pub sync_job: Option<SyncJobRef>,
 }
 

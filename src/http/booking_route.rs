@@ -98,6 +98,8 @@ async fn sync_now(
         attempt: 1,
         max_attempts: settings.policy.max_attempts.unwrap_or(0),
         needs_reconcile: false,
+        needs_intake_lookup: false,
+        booked_at: clock.now(),
         state: lease.state,
         lease_token: lease.lease_token,
         lease_seconds_left: lease.lease_seconds_left,
@@ -110,6 +112,7 @@ async fn sync_now(
         booked.booking.status = now.status;
         booked.booking.sync_status = now.sync_status;
         booked.booking.pq_appointment_id = now.pq_appointment_id.clone();
+        booked.booking.intake_forms = now.intake_forms.clone();
     }
 }
 
@@ -170,6 +173,7 @@ fn success(booked: &BookingOutcome, request_id: &RequestId) -> Answer {
                 "duration": booking.duration_minutes,
                 "provider": { "id": booking.provider.id, "name": booking.provider.name },
                 "isDuplicate": booked.is_duplicate,
+                "intakeFormsStatus": booking.intake_forms.status,
             },
             "warnings": warnings,
         }),

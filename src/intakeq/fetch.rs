@@ -10,7 +10,7 @@ use serde::de::DeserializeOwned;
 use wasm_bindgen::JsValue;
 use worker::{Fetch, Headers, Method, Request, RequestInit, Url};
 
-use super::wire::{Appointment, Client, NewAppointment, NewClient};
+use super::wire::{Appointment, Client, Intake, NewAppointment, NewClient, NewIntake};
 use super::{answer, Intakeq, IntakeqError, IntakeqSettings};
 use crate::support::deadline::within;
 use crate::support::secret::Secret;
@@ -82,5 +82,14 @@ impl Intakeq for IntakeqFetch {
 
     async fn create_appointment(&self, appointment: &NewAppointment) -> Result<Appointment, IntakeqError> {
         self.call(Method::Post, "/appointments", &[], json(appointment)).await
+    }
+
+    async fn send_intake(&self, intake: &NewIntake) -> Result<Intake, IntakeqError> {
+        self.call(Method::Post, "/intakes/send", &[], json(intake)).await
+    }
+
+    async fn intakes_of(&self, client_id: u64, page: u32) -> Result<Vec<Intake>, IntakeqError> {
+        let (client_id, page) = (client_id.to_string(), page.to_string());
+        self.call(Method::Get, "/intakes/summary", &[("clientId", &client_id), ("all", "true"), ("page", &page)], None).await
     }
 }

@@ -83,4 +83,8 @@ pub trait Intakeq {
         -> Result<Vec<wire::Appointment>, IntakeqError>;
     /// `POST /appointments`.
     async fn create_appointment(&self, appointment: &wire::NewAppointment) -> Result<wire::Appointment, IntakeqError>;
+    /// `POST /intakes/send`.
+    async fn send_intake(&self, intake: &wire::NewIntake) -> Result<wire::Intake, IntakeqError>;
+    /// `GET /intakes/summary?clientId=<id>&all=true&page=<page>`: every intake of the client, whatever its status.
+    async fn intakes_of(&self, client_id: u64, page: u32) -> Result<Vec<wire::Intake>, IntakeqError>;
 }

@@ -47,6 +47,28 @@ pub struct Appointment {
     pub status: Option<String>,
 }
 
+/// `POST /intakes/send`: the questionnaire to a client that exists.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct NewIntake {
+    pub questionnaire_id: String,
+    pub client_id: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub practitioner_id: Option<String>,
+}
+
+/// An intake as `POST /intakes/send` and `GET /intakes/summary` answer it.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct Intake {
+    pub id: String,
+    pub client_id: Option<u64>,
+    pub questionnaire_id: Option<String>,
+    /// Unix milliseconds.
+    pub date_created: Option<i64>,
+    pub status: Option<String>,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct NewAppointment {

@@ -7,7 +7,7 @@ use uuid::Uuid;
 use crate::booking::request::{BookingRequest, Email, Patient, Phone, Text};
 use crate::booking::store::FailureRecord;
 use crate::support::request_id::RequestId;
-use crate::sync::job::{FailureKind, RetryPolicy, SyncJob, SyncOutcome};
+use crate::sync::job::{FailureKind, IntakeOutcome, RetryPolicy, SyncJob, SyncOutcome};
 
 /// The named arguments of `book_appointment`; absent optional values are left out (their defaults apply).
 pub fn book_appointment(booking: &BookingRequest, request_id: &RequestId, sync_lease_seconds: u32) -> Value {
@@ -87,8 +87,23 @@ pub fn record_sync_result(job: &SyncJob, runner: &str, outcome: &SyncOutcome, in
         "p_retry_window_hours": policy.retry_window_hours, "p_intakeq_answered": intakeq_answered,
     });
     let fields: Value = match outcome {
-        SyncOutcome::Synced { pq_appointment_id, client_id } => {
-            json!({"p_outcome": "synced", "p_pq_appointment_id": pq_appointment_id, "p_intakeq_client_id": client_id})
+        SyncOutcome::Synced { pq_appointment_id, client_id, intake } => {
+            let mut synced = json!({"p_outcome": "synced", "p_pq_appointment_id": pq_appointment_id, "p_intakeq_client_id": client_id});
+            match intake {
+                Some(IntakeOutcome::Sent { intake_id }) => {
+                    synced["p_intake_outcome"] = json!("sent");
+                    synced["p_intakeq_intake_id"] = json!(intake_id);
+                }
+                Some(IntakeOutcome::Failed { kind, error, lookup_completed }) => {
+                    synced["p_intake_outcome"] = json!("failed");
+                    synced["p_intake_error"] = json!(error);
+                    // A 429, a refused key or a short lease before the send: it will be tried again.
+                    synced["p_intake_error_kind"] = json!(if kind.spends_no_attempt() { "transient" } else { kind.as_str() });
+                    synced["p_intake_lookup_completed"] = json!(lookup_completed);
+                }
+                None => {}
+            }
+            synced
         }
         SyncOutcome::Cancelled { found_upstream, client_id } => {
             json!({"p_outcome": "cancelled", "p_pq_appointment_id": found_upstream, "p_intakeq_client_id": client_id})

@@ -30,7 +30,8 @@ mod tests {
         let outcome: BookingOutcome = decode("book_appointment", &crate::testing::booked_json().to_string()).unwrap();
         assert_eq!(outcome.booking.sync_status, SyncStatus::Pending);
         let job = serde_json::json!({"job_id": outcome.booking.sync_job.as_ref().unwrap().id, "attempt": 1, "max_attempts": 5,
-                                     "needs_reconcile": false, "state": "pending", "booking": crate::testing::booked_json()});
+                                     "needs_reconcile": false, "needs_intake_lookup": false, "booked_at": "2026-11-24T12:00:00.000Z",
+                                     "state": "pending", "booking": crate::testing::booked_json()});
         assert!(decode::<SyncJob>("claim_sync_jobs", &job.to_string()).is_ok());
     }
 

@@ -9,9 +9,9 @@ use std::future::Future;
 use chrono::{DateTime, Days, Utc};
 use tracing::{info, warn};
 
-use super::job::{FailureKind, SyncJob, SyncOutcome};
-use crate::booking::model::{AppointmentStatus, BookedPatient};
-use crate::intakeq::wire::{Appointment, Client, NewAppointment, NewClient, PAGE_SIZE};
+use super::job::{FailureKind, IntakeOutcome, SyncJob, SyncOutcome};
+use crate::booking::model::{AppointmentStatus, BookedPatient, IntakeFormsStatus};
+use crate::intakeq::wire::{Appointment, Client, Intake, NewAppointment, NewClient, NewIntake, PAGE_SIZE};
 use crate::intakeq::{Intakeq, IntakeqError};
 use crate::support::clock::Clock;
 
@@ -55,20 +55,43 @@ fn failed(kind: FailureKind, error: String, client_id: Option<String>) -> SyncOu
     SyncOutcome::Failed { kind, error, client_id, retry_after_seconds: None, lookup_completed: false }
 }
 
-/// A failed call. Before the appointment is posted nothing can have been created; when posting it,
-/// anything but a clear answer is ambiguous.
-fn call_failed(call: &str, error: IntakeqError, posting_appointment: bool, client_id: Option<String>) -> SyncOutcome {
-    let text = format!("{call}: {error}");
+/// What a failed call means. Before something is created nothing can have been; when creating it (posting), or
+/// looking for what an earlier post may have created, anything but a clear answer is ambiguous.
+fn kind_of(error: &IntakeqError, posting: bool) -> FailureKind {
     match error {
-        IntakeqError::RateLimited { retry_after_seconds } => SyncOutcome::Failed {
-            kind: FailureKind::RateLimited, error: text, client_id, retry_after_seconds, lookup_completed: false,
-        },
-        IntakeqError::LeaseTooShort => failed(FailureKind::LeaseTooShort, text, client_id),
-        IntakeqError::Rejected { status: 401 | 403, .. } => failed(FailureKind::Authentication, text, client_id),
-        IntakeqError::Rejected { .. } => failed(FailureKind::Permanent, text, client_id),
-        _ if posting_appointment => failed(FailureKind::Ambiguous, text, client_id),
-        _ => failed(FailureKind::Transient, text, client_id),
+        IntakeqError::RateLimited { .. } => FailureKind::RateLimited,
+        IntakeqError::LeaseTooShort => FailureKind::LeaseTooShort,
+        IntakeqError::Rejected { status: 401 | 403, .. } => FailureKind::Authentication,
+        IntakeqError::Rejected { .. } => FailureKind::Permanent,
+        _ if posting => FailureKind::Ambiguous,
+        _ => FailureKind::Transient,
     }
+}
+
+/// A failed call of the appointment's part, as the attempt's outcome.
+fn call_failed(call: &str, error: IntakeqError, posting: bool, client_id: Option<String>) -> SyncOutcome {
+    let retry_after_seconds = match error {
+        IntakeqError::RateLimited { retry_after_seconds } => retry_after_seconds,
+        _ => None,
+    };
+    SyncOutcome::Failed { kind: kind_of(&error, posting), error: format!("{call}: {error}"), client_id, retry_after_seconds, lookup_completed: false }
+}
+
+/// Reads page after page (IntakeQ answers 100 records a page) until `wanted` finds one, or a page is short.
+async fn first_on_any_page<T: Clone, Page: Future<Output = Result<Vec<T>, IntakeqError>>>(
+    mut page: impl FnMut(u32) -> Page,
+    wanted: impl Fn(&&T) -> bool,
+) -> Result<Option<T>, IntakeqError> {
+    for number in 1..=MAX_PAGES {
+        let items = page(number).await?;
+        if let Some(found) = items.iter().find(&wanted) {
+            return Ok(Some(found.clone()));
+        }
+        if items.len() < PAGE_SIZE {
+            return Ok(None);
+        }
+    }
+    Err(IntakeqError::TooManyPages)
 }
 
 /// A name as the database compares names (`private.name_key`): white space collapsed and trimmed, lower case.
@@ -92,16 +115,7 @@ fn same_person(client: &Client, patient: &BookedPatient) -> bool {
 
 /// The patient's IntakeQ client, reading every page of the (partial) search by email.
 async fn find_client(intakeq: &impl Intakeq, lease: &Lease<'_, impl Clock>, patient: &BookedPatient) -> Result<Option<Client>, IntakeqError> {
-    for page in 1..=MAX_PAGES {
-        let clients = lease.call(intakeq.search_clients(&patient.email, page)).await?;
-        if let Some(client) = clients.iter().find(|c| same_person(c, patient)) {
-            return Ok(Some(client.clone()));
-        }
-        if clients.len() < PAGE_SIZE {
-            return Ok(None);
-        }
-    }
-    Err(IntakeqError::TooManyPages)
+    first_on_any_page(|page| lease.call(intakeq.search_clients(&patient.email, page)), |c| same_person(c, patient)).await
 }
 
 /// The booking's appointment in IntakeQ, if an earlier attempt created it: the same client, practitioner and
@@ -126,20 +140,72 @@ async fn find_appointment(
             && a.start_date.is_some_and(|ms| ms.div_euclid(60_000) == minute)
             && a.status.as_deref() != Some("Canceled")
     };
-    for page in 1..=MAX_PAGES {
-        let appointments = lease.call(intakeq.appointments_between(email, from, to, page)).await?;
-        if let Some(found) = appointments.iter().find(is_ours) {
-            return Ok(Some(found.clone()));
-        }
-        if appointments.len() < PAGE_SIZE {
-            return Ok(None);
-        }
-    }
-    Err(IntakeqError::TooManyPages)
+    first_on_any_page(|page| lease.call(intakeq.appointments_between(email, from, to, page)), is_ours).await
 }
 
-/// One attempt at `job` under `lease`.
+/// One attempt at `job` under `lease`: the appointment (unless an earlier attempt put it in IntakeQ), then the
+/// intake questionnaire when it is due.
 pub async fn sync_booking(intakeq: &impl Intakeq, lease: &Lease<'_, impl Clock>, job: &SyncJob) -> SyncOutcome {
+    let outcome = match (&job.booking.pq_appointment_id, &job.booking.patient.intakeq_client_id) {
+        (Some(pq_appointment_id), Some(client_id)) => {
+            SyncOutcome::Synced { pq_appointment_id: pq_appointment_id.clone(), client_id: client_id.clone(), intake: None }
+        }
+        _ => sync_appointment(intakeq, lease, job).await,
+    };
+    match outcome {
+        SyncOutcome::Synced { pq_appointment_id, client_id, intake: None }
+            if job.booking.intake_forms.status == IntakeFormsStatus::Pending =>
+        {
+            let intake = Some(send_intake(intakeq, lease, job, &client_id).await);
+            SyncOutcome::Synced { pq_appointment_id, client_id, intake }
+        }
+        other => other,
+    }
+}
+
+/// The intake questionnaire, once: after a send that may have reached IntakeQ, look for it first (IntakeQ has
+/// no idempotency key): an intake of the same questionnaire for the client, created since the booking.
+async fn send_intake(intakeq: &impl Intakeq, lease: &Lease<'_, impl Clock>, job: &SyncJob, client_id: &str) -> IntakeOutcome {
+    let failed = |kind, error: String, lookup_completed| IntakeOutcome::Failed { kind, error, lookup_completed };
+    let forms = &job.booking.intake_forms;
+    let (Some(questionnaire_id), Ok(client_number)) = (&forms.questionnaire_id, client_id.parse::<u64>()) else {
+        return failed(FailureKind::Permanent, "the booking's questionnaire or IntakeQ client is unknown".into(), false);
+    };
+    let mut lookup_completed = false;
+    if job.needs_intake_lookup {
+        info!(step = "intakeq_intake_lookup", outcome = "started");
+        let since = job.booked_at.timestamp_millis();
+        let ours = |i: &&Intake| i.questionnaire_id.as_deref() == Some(questionnaire_id) && i.date_created.is_some_and(|t| t >= since);
+        match first_on_any_page(|page| lease.call(intakeq.intakes_of(client_number, page)), ours).await {
+            Ok(Some(found)) => {
+                info!(step = "intakeq_intake_lookup", outcome = "adopted", intake_id = %found.id);
+                return IntakeOutcome::Sent { intake_id: found.id };
+            }
+            Ok(None) => lookup_completed = true,
+            Err(error) => return failed(kind_of(&error, true), format!("GET /intakes/summary: {error}"), false),
+        }
+    }
+    let intake = NewIntake {
+        questionnaire_id: questionnaire_id.clone(),
+        client_id: client_number,
+        practitioner_id: job.booking.intakeq.practitioner_id.clone(),
+    };
+    info!(step = "intakeq_intake", outcome = "started");
+    match lease.call(intakeq.send_intake(&intake)).await {
+        Ok(sent) => {
+            info!(step = "intakeq_intake", outcome = "sent", intake_id = %sent.id);
+            IntakeOutcome::Sent { intake_id: sent.id }
+        }
+        Err(error) => {
+            let (kind, error) = (kind_of(&error, true), format!("POST /intakes/send: {error}"));
+            warn!(step = "intakeq_intake", outcome = "failed", kind = kind.as_str(), error = %error);
+            failed(kind, error, lookup_completed)
+        }
+    }
+}
+
+/// The appointment: the client, a lookup when an earlier attempt may have created it, then the post.
+async fn sync_appointment(intakeq: &impl Intakeq, lease: &Lease<'_, impl Clock>, job: &SyncJob) -> SyncOutcome {
     let booking = &job.booking;
     let (Some(practitioner), Some(service), Some(location)) =
         (&booking.intakeq.practitioner_id, &booking.intakeq.service_id, &booking.intakeq.location_id)
@@ -182,7 +248,7 @@ pub async fn sync_booking(intakeq: &impl Intakeq, lease: &Lease<'_, impl Clock>,
             }
             Ok(Some(existing)) => {
                 info!(step = "intakeq_reconcile", outcome = "adopted", pq_appointment_id = %existing.id);
-                return SyncOutcome::Synced { pq_appointment_id: existing.id, client_id };
+                return SyncOutcome::Synced { pq_appointment_id: existing.id, client_id, intake: None };
             }
             Ok(None) if cancelled => return SyncOutcome::Cancelled { found_upstream: None, client_id: Some(client_id) },
             Ok(None) => {
@@ -209,7 +275,7 @@ pub async fn sync_booking(intakeq: &impl Intakeq, lease: &Lease<'_, impl Clock>,
     match lease.call(intakeq.create_appointment(&appointment)).await {
         Ok(created) => {
             info!(step = "intakeq_appointment", outcome = "ok", pq_appointment_id = %created.id);
-            SyncOutcome::Synced { pq_appointment_id: created.id, client_id }
+            SyncOutcome::Synced { pq_appointment_id: created.id, client_id, intake: None }
         }
         Err(error) => {
             let mut outcome = call_failed("POST /appointments", error, true, Some(client_id));

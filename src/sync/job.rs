@@ -1,6 +1,7 @@
 //! A sync job and what can come of it: the job as the outbox hands it to a runner (under a lease with a token),
 //! the outcome of one attempt, and the retry policy the database applies to it.
 
+use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use uuid::Uuid;
 
@@ -15,6 +16,10 @@ pub struct SyncJob {
     pub max_attempts: u32,
     /// An earlier attempt may have created the IntakeQ appointment: look it up before creating one.
     pub needs_reconcile: bool,
+    /// An earlier attempt may have sent the intake questionnaire: look for it before sending again.
+    pub needs_intake_lookup: bool,
+    /// When the booking was made: an intake of its questionnaire sent since then is its own.
+    pub booked_at: DateTime<Utc>,
     pub state: JobState,
     /// The current lease's token: a report is recorded only with it. `None` when nobody holds the job.
     pub lease_token: Option<Uuid>,
@@ -72,9 +77,22 @@ impl FailureKind {
     }
 }
 
+/// What came of sending the intake questionnaire, after the appointment was in IntakeQ.
+#[derive(Debug, Clone, PartialEq)]
+pub enum IntakeOutcome {
+    Sent { intake_id: String },
+    Failed {
+        kind: FailureKind,
+        error: String,
+        /// A lookup for an earlier send completed (and found nothing) before the failure.
+        lookup_completed: bool,
+    },
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum SyncOutcome {
-    Synced { pq_appointment_id: String, client_id: String },
+    /// The appointment is in IntakeQ; `intake` is what came of the paperwork, when it was due.
+    Synced { pq_appointment_id: String, client_id: String, intake: Option<IntakeOutcome> },
     /// The booking was cancelled before it reached IntakeQ: nothing was posted. `found_upstream` is an
     /// appointment an earlier attempt had created after all (staff must cancel it there).
     Cancelled { found_upstream: Option<String>, client_id: Option<String> },

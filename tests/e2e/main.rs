@@ -12,6 +12,7 @@ mod cors_and_logs;
 mod database_unavailable;
 mod failures;
 mod hostile_input;
+mod intake_forms;
 mod schemathesis;
 mod service_instance;
 mod sync;

@@ -35,7 +35,8 @@ fn a_new_booking_is_201_pending_sync_with_a_warning() {
         json!({"appointmentId": "3ca6a61f-dbfb-4c18-9db1-3e0589df99e3", "patientId": "a0d2c8b0-7896-46af-9aca-ea5177939b1a",
                "pqAppointmentId": null, "status": "pending_sync", "syncStatus": "pending",
                "start": "2026-12-01T16:00:00Z", "end": "2026-12-01T17:00:00Z", "duration": 60,
-               "provider": {"id": "a1000000-0000-4000-8000-000000000001", "name": "Ana Rivera, MD"}, "isDuplicate": false})
+               "provider": {"id": "a1000000-0000-4000-8000-000000000001", "name": "Ana Rivera, MD"}, "isDuplicate": false,
+               "intakeFormsStatus": "not_required"})
     );
     assert_eq!(answer.body["warnings"].as_array().unwrap().len(), 1, "sync is pending");
     assert_eq!(store.booked_with.borrow()[0].1, "req-1", "the request id reaches the database");

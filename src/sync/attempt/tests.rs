@@ -1,7 +1,7 @@
 use futures::executor::block_on;
 
 use super::*;
-use crate::intakeq::wire::Client;
+use crate::intakeq::wire::{self, Client};
 use crate::testing::{job, FakeIntakeq, FixedClock};
 
 /// A lease that allows every call (the fixed clock never reaches it).
@@ -273,4 +273,84 @@ fn the_lease_notes_whether_intakeq_answered_without_refusing_the_key() {
     let lease = lease();
     block_on(sync_booking(&FakeIntakeq::default(), &lease, &job(false)));
     assert!(lease.intakeq_answered());
+}
+
+/// `job()` with intake paperwork due (the practice's questionnaire).
+fn with_paperwork(mut job: SyncJob) -> SyncJob {
+    job.booking.intake_forms = crate::booking::model::IntakeForms {
+        status: IntakeFormsStatus::Pending,
+        questionnaire_id: Some("61a000000000000000000001".into()),
+        intake_id: None,
+    };
+    job
+}
+
+fn intake_of(outcome: &SyncOutcome) -> Option<IntakeOutcome> {
+    match outcome {
+        SyncOutcome::Synced { intake, .. } => intake.clone(),
+        _ => None,
+    }
+}
+
+#[test]
+fn the_questionnaire_is_sent_once_the_appointment_is_in_intakeq() {
+    let intakeq = FakeIntakeq::default();
+    let outcome = block_on(sync_booking(&intakeq, &lease(), &with_paperwork(job(false))));
+    assert!(matches!(intake_of(&outcome), Some(IntakeOutcome::Sent { .. })), "{outcome:?}");
+    assert_eq!(*intakeq.calls.borrow(), ["search_clients", "create_client", "create_appointment", "send_intake"]);
+    let sent = &intakeq.intakes.borrow()[0];
+    assert_eq!((sent.questionnaire_id.as_deref(), sent.client_id), (Some("61a000000000000000000001"), Some(1001)));
+
+    let intakeq = FakeIntakeq::default();
+    block_on(sync_booking(&intakeq, &lease(), &job(false)));
+    assert!(!intakeq.calls.borrow().contains(&"send_intake"), "nothing configured, nothing sent");
+}
+
+#[test]
+fn an_appointment_already_in_intakeq_gets_only_its_paperwork() {
+    let mut synced = with_paperwork(job(false));
+    synced.booking.pq_appointment_id = Some("bbbbbbbbbbbbbbbbbbbbbbbb".into());
+    synced.booking.patient.intakeq_client_id = Some("42".into());
+    let intakeq = FakeIntakeq::default();
+    let outcome = block_on(sync_booking(&intakeq, &lease(), &synced));
+    assert!(matches!(&outcome, SyncOutcome::Synced { pq_appointment_id, intake: Some(IntakeOutcome::Sent { .. }), .. }
+                     if pq_appointment_id == "bbbbbbbbbbbbbbbbbbbbbbbb"), "{outcome:?}");
+    assert_eq!(*intakeq.calls.borrow(), ["send_intake"]);
+}
+
+#[test]
+fn a_send_that_may_have_reached_intakeq_is_looked_up_first() {
+    let mut looking = with_paperwork(job(false));
+    looking.booking.pq_appointment_id = Some("bbbbbbbbbbbbbbbbbbbbbbbb".into());
+    looking.booking.patient.intakeq_client_id = Some("42".into());
+    looking.needs_intake_lookup = true;
+    let booked_ms = looking.booked_at.timestamp_millis();
+    let earlier = wire::Intake { id: "old".into(), client_id: Some(42), questionnaire_id: Some("61a000000000000000000001".into()),
+                                 date_created: Some(booked_ms - 86_400_000), status: Some("Completed".into()) };
+    let intakeq = FakeIntakeq::default();
+    intakeq.intakes.borrow_mut().push(earlier.clone());
+    let outcome = block_on(sync_booking(&intakeq, &lease(), &looking));
+    assert!(matches!(intake_of(&outcome), Some(IntakeOutcome::Sent { intake_id }) if intake_id != "old"), "an older intake is another booking's");
+    assert_eq!(*intakeq.calls.borrow(), ["intakes_of", "send_intake"]);
+
+    let intakeq = FakeIntakeq::default();
+    intakeq.intakes.borrow_mut().push(wire::Intake { id: "ours".into(), date_created: Some(booked_ms + 1000), ..earlier });
+    let outcome = block_on(sync_booking(&intakeq, &lease(), &looking));
+    assert_eq!(intake_of(&outcome), Some(IntakeOutcome::Sent { intake_id: "ours".into() }), "adopted");
+    assert_eq!(*intakeq.calls.borrow(), ["intakes_of"], "never sent twice");
+}
+
+#[test]
+fn a_failed_send_keeps_the_appointment_and_says_how_it_failed() {
+    for (error, kind) in [
+        (IntakeqError::TimedOut, FailureKind::Ambiguous),
+        (IntakeqError::ServerError { status: 500 }, FailureKind::Ambiguous),
+        (IntakeqError::Rejected { status: 400, message: "Invalid QuestionnaireId.".into() }, FailureKind::Permanent),
+        (IntakeqError::RateLimited { retry_after_seconds: None }, FailureKind::RateLimited),
+    ] {
+        let intakeq = FakeIntakeq::default();
+        intakeq.fail_next("send_intake", error.clone());
+        let outcome = block_on(sync_booking(&intakeq, &lease(), &with_paperwork(job(false))));
+        assert!(matches!(&outcome, SyncOutcome::Synced { intake: Some(IntakeOutcome::Failed { kind: k, .. }), .. } if *k == kind), "{error:?}: {outcome:?}");
+    }
 }

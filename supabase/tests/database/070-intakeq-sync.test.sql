@@ -1,6 +1,9 @@
 -- The sync outbox's life cycle: leases, outcomes, backoff, dead letters, health and requeue.
 begin;
 select plan(26);
+-- These stories are about the appointment; the intake paperwork has its own (100-intake-questionnaires).
+update public.practice_settings set intakeq_questionnaire_id = null;
+update public.payers set intakeq_questionnaire_id = null;
 set local role service_role;
 
 create function pg_temp.book(p_tag text, p_days integer) returns uuid

@@ -2,6 +2,9 @@
 -- window, a paused queue, cancelled bookings, results the database cannot take, and what staff see.
 begin;
 select plan(43);
+-- These stories are about the appointment; the intake paperwork has its own (100-intake-questionnaires).
+update public.practice_settings set intakeq_questionnaire_id = null;
+update public.payers set intakeq_questionnaire_id = null;
 set local role service_role;
 
 create function pg_temp.book(p_tag text, p_days integer) returns uuid

@@ -1,0 +1,365 @@
+-- =============================================================================================================
+-- The intake questionnaire ("intake paperwork"): after the IntakeQ appointment exists, the same sync job sends the
+-- practice's questionnaire once (POST /intakes/send), and the booking says where its paperwork stands.
+--
+--   which            the payer's own questionnaire (payers.intakeq_questionnaire_id), else the practice's default
+--                    (practice_settings.intakeq_questionnaire_id); none configured: not_required. Decided when the
+--                    appointment is written, so a later change of settings does not change a booking's paperwork.
+--   appointments     intake_forms_status: pending -> sent (with IntakeQ's intake id) | failed (a permanent
+--                    refusal: visible in sync-health as a dead job, requeueable) | not_required.
+--   the job          done only when the appointment is synced AND the paperwork sent (or not required). An
+--                    ambiguous send (IntakeQ has no idempotency key) makes every later attempt look for it first
+--                    (needs_intake_lookup, sticky until a lookup completes), as the appointment's reconcile does.
+-- =============================================================================================================
+
+alter table public.payers
+  add column intakeq_questionnaire_id text check (char_length(intakeq_questionnaire_id) between 1 and 64);
+alter table public.practice_settings
+  add column intakeq_questionnaire_id text check (char_length(intakeq_questionnaire_id) between 1 and 64);
+comment on column public.payers.intakeq_questionnaire_id is 'The IntakeQ questionnaire this payer''s patients get (else the practice default).';
+comment on column public.practice_settings.intakeq_questionnaire_id is 'The IntakeQ questionnaire sent after booking; null: none.';
+
+alter table public.appointments
+  add column intake_forms_status text not null default 'not_required'
+    check (intake_forms_status in ('pending', 'sent', 'failed', 'not_required')),
+  add column intakeq_questionnaire_id text check (char_length(intakeq_questionnaire_id) between 1 and 64),
+  add column intakeq_intake_id text check (char_length(intakeq_intake_id) between 1 and 64),
+  add constraint appointments_sent_forms_have_intake_id check (intake_forms_status <> 'sent' or intakeq_intake_id is not null),
+  add constraint appointments_forms_have_questionnaire check (intake_forms_status = 'not_required' or intakeq_questionnaire_id is not null);
+
+alter table public.sync_retry_queue
+  add column needs_intake_lookup boolean not null default false;
+comment on column public.sync_retry_queue.needs_intake_lookup is 'An earlier send may have reached IntakeQ: look for it before sending again.';
+
+-- Which questionnaire a new appointment's patient gets.
+create function private.choose_intake_questionnaire()
+returns trigger
+language plpgsql
+set search_path = ''
+as $$
+begin
+  if new.intakeq_questionnaire_id is null then
+    new.intakeq_questionnaire_id := coalesce(
+      (select py.intakeq_questionnaire_id from public.payers py where py.id = new.payer_id),
+      (select ps.intakeq_questionnaire_id from public.practice_settings ps));
+  end if;
+  new.intake_forms_status := case when new.intakeq_questionnaire_id is null then 'not_required' else 'pending' end;
+  return new;
+end;
+$$;
+create trigger appointments_intake_questionnaire before insert on public.appointments
+  for each row execute function private.choose_intake_questionnaire();
+revoke all on function private.choose_intake_questionnaire from public, anon, authenticated;
+
+-- Everything the worker needs to answer and to sync, read from the current rows; now with the intake paperwork.
+create or replace function private.booking_result(p_appointment_id uuid)
+returns jsonb
+language sql
+stable
+set search_path = ''
+as $$
+  select jsonb_build_object(
+    'appointment_id',    a.id,
+    'request_id',        a.request_id,
+    'status',            a.status,
+    'sync_status',       a.sync_status,
+    'pq_appointment_id', a.pq_appointment_id,
+    'start',             private.rfc3339(a.start_time),
+    'end',               private.rfc3339(a.end_time),
+    'duration_minutes',  (extract(epoch from a.end_time - a.start_time) / 60)::integer,
+    'location_type',     a.location_type,
+    'payer_id',          a.payer_id,
+    'notes',             a.notes,
+    'patient', jsonb_build_object(
+      'id',                p.id,
+      'first_name',        p.first_name,
+      'last_name',         p.last_name,
+      'email',             p.email,
+      'phone',             p.phone,
+      'date_of_birth',     p.date_of_birth,
+      'intakeq_client_id', p.intakeq_client_id),
+    'provider', jsonb_build_object(
+      'id',   pr.id,
+      'name', concat_ws(', ', pr.first_name || ' ' || pr.last_name, pr.title)),
+    'intakeq', jsonb_build_object(
+      'practitioner_id', pr.intakeq_practitioner_id,
+      'service_id',      si.intakeq_service_id,
+      'location_id',     coalesce(py.intakeq_location_id, ps.self_pay_intakeq_location_id),
+      'client_id',       p.intakeq_client_id),
+    'intake_forms', jsonb_build_object(
+      'status',           a.intake_forms_status,
+      'questionnaire_id', a.intakeq_questionnaire_id,
+      'intake_id',        a.intakeq_intake_id),
+    'sync_job', case when q.id is not null then jsonb_build_object(
+      'id',           q.id,
+      'state',        q.state,
+      'retry_count',  q.retry_count,
+      'locked_by',    q.locked_by,
+      'locked_until', private.rfc3339(q.locked_until),
+      'lease_token',  q.lease_token,
+      'lease_seconds_left', private.seconds_left(q.locked_until)) end)
+  from public.appointments a
+  join public.patients p           on p.id = a.patient_id
+  join public.providers pr         on pr.id = a.provider_id
+  join public.service_instances si on si.id = a.service_instance_id
+  left join public.payers py       on py.id = a.payer_id
+  left join public.practice_settings ps on true
+  left join public.sync_retry_queue q   on q.appointment_id = a.id
+  where a.id = p_appointment_id;
+$$;
+
+
+create or replace function private.sync_job(p_job_id uuid)
+returns jsonb
+language sql
+stable
+set search_path = ''
+as $$
+  select jsonb_build_object(
+    'job_id',           q.id,
+    'attempt',          greatest(q.retry_count, 1),
+    'max_attempts',     q.max_retries,
+    'needs_reconcile',  q.needs_reconcile,
+    'needs_intake_lookup', q.needs_intake_lookup,
+    'booked_at',        to_char(q.created_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
+    'state',            q.state,
+    'lease_token',      q.lease_token,
+    'lease_seconds_left', private.seconds_left(q.locked_until),
+    'booking',          private.booking_result(q.appointment_id))
+  from public.sync_retry_queue q
+  where q.id = p_job_id;
+$$;
+
+
+-- record_sync_result -------------------------------------------------------------------------------------------
+drop function public.record_sync_result(uuid, text, uuid, text, text, text, text, text, integer, integer, boolean, integer, integer, boolean);
+create function public.record_sync_result(
+  p_job_id               uuid,
+  p_runner               text,
+  p_lease_token          uuid,
+  p_outcome              text,              -- 'synced' | 'failed' | 'released' | 'auth_failed' | 'cancelled'
+  p_pq_appointment_id    text    default null, -- synced: ours; cancelled: what a lookup found upstream
+  p_intakeq_client_id    text    default null,
+  p_error                text    default null,
+  p_error_kind           text    default null, -- 'transient' | 'ambiguous' | 'permanent', with 'failed'
+  p_retry_after_seconds  integer default null,
+  p_max_attempts         integer default null, -- a cap on attempts; null: the retry window alone decides
+  p_lookup_completed     boolean default false, -- this attempt completed a lookup upstream (found or not)
+  p_max_backoff_minutes  integer default 30,
+  p_retry_window_hours   integer default 72,
+  p_intakeq_answered     boolean default false, -- IntakeQ answered a call of this attempt (our key works)
+  -- The intake questionnaire, with 'synced': 'sent' + its IntakeQ id, or 'failed' + kind; null: not attempted.
+  p_intake_outcome       text    default null,
+  p_intakeq_intake_id    text    default null,
+  p_intake_error         text    default null,
+  p_intake_error_kind    text    default null,
+  p_intake_lookup_completed boolean default false
+)
+returns jsonb
+language plpgsql
+volatile
+security definer
+set search_path = ''
+as $$
+declare
+  v_job      public.sync_retry_queue%rowtype;
+  v_recorded text;
+  v_holder   uuid;
+  v_backoff  interval;
+  v_sqlstate text;
+  v_constraint text;
+begin
+  if p_outcome is null or p_outcome not in ('synced', 'failed', 'released', 'auth_failed', 'cancelled')
+     or (p_outcome = 'synced' and p_pq_appointment_id is null)
+     or (p_outcome = 'failed' and (p_error_kind is null or p_error_kind not in ('transient', 'ambiguous', 'permanent')))
+     or (p_outcome = 'auth_failed' and p_error is null)
+     or p_max_backoff_minutes is null or p_max_backoff_minutes not between 1 and 1440
+     or p_retry_window_hours is null or p_retry_window_hours not between 1 and 8760
+     or (p_max_attempts is not null and p_max_attempts not between 1 and 10000)
+     or (p_intake_outcome is not null and (p_outcome <> 'synced' or p_intake_outcome not in ('sent', 'failed')))
+     or (p_intake_outcome = 'sent' and p_intakeq_intake_id is null)
+     or (p_intake_outcome = 'failed' and (p_intake_error_kind is null or p_intake_error_kind not in ('transient', 'ambiguous', 'permanent'))) then
+    perform private.fail(400, 'INVALID_REQUEST', 'sync_record',
+      'an outcome with what it needs: synced + id, failed + kind, auth_failed + error; bounds on the knobs');
+  end if;
+  select * into v_job from public.sync_retry_queue where id = p_job_id for update;
+  if not found then
+    perform private.fail(404, 'SYNC_JOB_NOT_FOUND', 'sync_record', 'no sync job has this id');
+  end if;
+  select pq_appointment_id into v_recorded from public.appointments where id = v_job.appointment_id;
+
+  -- Fencing: a report without the current lease's token is refused, whoever sends it.
+  if p_lease_token is null or v_job.lease_token is distinct from p_lease_token then
+    if p_outcome in ('synced', 'cancelled') and p_pq_appointment_id is not null
+       and p_pq_appointment_id is distinct from v_recorded then
+      -- Staff see it at once, whatever becomes of the job (recorded_pq_appointment_id is filled in if the job
+      -- syncs later, and the row goes if that is this very appointment, adopted).
+      perform private.note_possible_duplicate(v_job, v_recorded, p_pq_appointment_id,
+        'a runner that had lost its lease reported this IntakeQ appointment for the booking', p_runner);
+      if v_job.state <> 'done' then
+        -- Every later attempt (a requeue's included) must find it rather than post again.
+        update public.sync_retry_queue
+        set needs_reconcile = true,
+            stale_pq_appointment_ids = array_append(stale_pq_appointment_ids, p_pq_appointment_id)
+        where id = p_job_id;
+      end if;
+    end if;
+    return private.sync_job(p_job_id) || jsonb_build_object('recorded', false);
+  end if;
+
+  -- IntakeQ's client id is worth keeping whatever happened next: the next attempt will not create another.
+  if p_intakeq_client_id is not null then
+    update public.patients p set intakeq_client_id = p_intakeq_client_id
+    from public.appointments a
+    where a.id = v_job.appointment_id and p.id = a.patient_id and p.intakeq_client_id is null;
+  end if;
+
+  if p_intakeq_answered and p_outcome <> 'auth_failed' then
+    perform private.resume_sync_queue();   -- IntakeQ took our key again
+  end if;
+
+  if p_outcome = 'synced' then
+    select a.id into v_holder from public.appointments a
+    where a.pq_appointment_id = p_pq_appointment_id and a.id <> v_job.appointment_id;
+    if v_holder is not null then
+      perform private.kill_sync_job(p_job_id,
+        format('IntakeQ appointment %s is already held by appointment %s', p_pq_appointment_id, v_holder), 'permanent');
+      return private.sync_job(p_job_id) || jsonb_build_object('recorded', true);
+    end if;
+    begin
+      update public.appointments
+      set status = case when status = 'cancelled' then status else 'scheduled' end,
+          sync_status = 'synced', pq_appointment_id = p_pq_appointment_id
+      where id = v_job.appointment_id;
+    exception when others then
+      -- An answer the database refuses for good: the job ends, visibly, instead of coming back every minute.
+      get stacked diagnostics v_sqlstate = returned_sqlstate, v_constraint = constraint_name;
+      perform private.kill_sync_job(p_job_id,
+        format('IntakeQ''s answer could not be stored (%s %s)', v_sqlstate, coalesce(v_constraint, '')), 'permanent');
+      return private.sync_job(p_job_id) || jsonb_build_object('recorded', true);
+    end;
+    -- The id a stale holder reported is no duplicate if it is the one adopted; the others now know ours.
+    delete from public.sync_possible_duplicates
+    where appointment_id = v_job.appointment_id and other_pq_appointment_id = p_pq_appointment_id and recorded_pq_appointment_id is null;
+    update public.sync_possible_duplicates set recorded_pq_appointment_id = p_pq_appointment_id
+    where appointment_id = v_job.appointment_id and recorded_pq_appointment_id is null;
+    if exists (select 1 from public.appointments where id = v_job.appointment_id and status = 'cancelled') then
+      perform private.note_possible_duplicate(v_job, p_pq_appointment_id, p_pq_appointment_id,
+        'the booking was cancelled while it was being posted: cancel this appointment in IntakeQ', p_runner);
+    end if;
+    -- The intake questionnaire: the job is done when the appointment is in IntakeQ AND the paperwork sent (or
+    -- none is required); a paperwork failure keeps the appointment synced and the job going, or ends it dead.
+    if p_intake_outcome = 'sent' then
+      update public.appointments set intake_forms_status = 'sent', intakeq_intake_id = p_intakeq_intake_id
+      where id = v_job.appointment_id and intake_forms_status in ('pending', 'failed');
+    end if;
+    update public.sync_retry_queue
+    set needs_reconcile = false,
+        needs_intake_lookup = (needs_intake_lookup and not p_intake_lookup_completed) or coalesce(p_intake_error_kind = 'ambiguous', false)
+    where id = p_job_id;
+    if exists (select 1 from public.appointments where id = v_job.appointment_id and intake_forms_status in ('sent', 'not_required')) then
+      update public.sync_retry_queue
+      set state = 'done', completed_at = now(), needs_intake_lookup = false,
+          error_message = null, last_error_kind = null, locked_by = null, locked_until = null
+      where id = p_job_id;
+    elsif p_intake_error_kind = 'permanent' then
+      update public.appointments set intake_forms_status = 'failed' where id = v_job.appointment_id;
+      perform private.kill_sync_job(p_job_id, 'intake questionnaire: ' || coalesce(p_intake_error, 'refused'), 'permanent');
+    else
+      update public.sync_retry_queue
+      set error_message = left('intake questionnaire: ' || coalesce(p_intake_error, 'not sent yet'), 2000),
+          last_error_kind = coalesce(p_intake_error_kind, 'transient'),
+          next_retry_at = now() + private.sync_backoff(retry_count, p_max_backoff_minutes),
+          locked_by = null, locked_until = null
+      where id = p_job_id;
+    end if;
+
+  elsif p_outcome = 'cancelled' then
+    if p_pq_appointment_id is not null then
+      perform private.note_possible_duplicate(v_job, v_recorded, p_pq_appointment_id,
+        'the booking was cancelled before it synced, but IntakeQ has this appointment for it', p_runner);
+    end if;
+    update public.sync_retry_queue
+    set state = 'cancelled', completed_at = now(), needs_reconcile = false, locked_by = null, locked_until = null
+    where id = p_job_id;
+
+  elsif p_outcome in ('released', 'auth_failed') then
+    -- Not tried (or refused before anything could happen): the attempt is given back, the reason kept.
+    if p_outcome = 'auth_failed' then
+      update public.sync_queue_state
+      set paused_reason = left(p_error, 2000), paused_at = coalesce(paused_at, now()),
+          next_probe_at = now() + interval '1 minute', updated_at = now();
+    end if;
+    update public.sync_retry_queue
+    set retry_count = greatest(retry_count - 1, 0), locked_by = null, locked_until = null,
+        error_message = coalesce(left(p_error, 2000), error_message),
+        next_retry_at = now() + make_interval(secs => coalesce(p_retry_after_seconds, 0))
+    where id = p_job_id;
+
+  elsif p_error_kind = 'permanent' or v_job.retry_count >= coalesce(p_max_attempts, v_job.retry_count + 1) then
+    update public.sync_retry_queue
+    set needs_reconcile = (needs_reconcile and not p_lookup_completed) or p_error_kind = 'ambiguous'
+                          or cardinality(stale_pq_appointment_ids) > 0
+    where id = p_job_id;
+    perform private.kill_sync_job(p_job_id, p_error, p_error_kind);
+
+  else
+    -- 1, 2, 4, 8 ... minutes up to the cap, +-20% jitter, never sooner than IntakeQ's Retry-After.
+    v_backoff := greatest(private.sync_backoff(v_job.retry_count, p_max_backoff_minutes),
+                          make_interval(secs => coalesce(p_retry_after_seconds, 0)));
+    if now() + v_backoff > v_job.window_started_at + make_interval(hours => p_retry_window_hours) then
+      perform private.kill_sync_job(p_job_id,
+        format('no success within %s hours of booking; last error: %s', p_retry_window_hours, p_error), p_error_kind);
+      update public.sync_retry_queue
+      set needs_reconcile = (needs_reconcile and not p_lookup_completed) or p_error_kind = 'ambiguous'
+                          or cardinality(stale_pq_appointment_ids) > 0
+      where id = p_job_id;
+    else
+      update public.sync_retry_queue
+      set error_message = left(p_error, 2000), last_error_kind = p_error_kind,
+          needs_reconcile = (needs_reconcile and not p_lookup_completed) or p_error_kind = 'ambiguous'
+                          or cardinality(stale_pq_appointment_ids) > 0,
+          next_retry_at = now() + v_backoff, locked_by = null, locked_until = null
+      where id = p_job_id;
+    end if;
+  end if;
+  return private.sync_job(p_job_id) || jsonb_build_object('recorded', true);
+end;
+$$;
+
+
+-- requeue ------------------------------------------------------------------------------------------------------
+-- A fresh start: attempts and the retry window begin again; whether IntakeQ may already have it is kept.
+create or replace function public.requeue_sync_job(p_appointment_id uuid, p_requested_by text)
+returns jsonb
+language plpgsql
+volatile
+security definer
+set search_path = ''
+as $$
+declare
+  v_job public.sync_retry_queue%rowtype;
+begin
+  if p_requested_by is null or char_length(p_requested_by) not between 1 and 100 then
+    perform private.fail(400, 'INVALID_REQUEST', 'sync_requeue', 'p_requested_by is required');
+  end if;
+  select * into v_job from public.sync_retry_queue where appointment_id = p_appointment_id for update;
+  if not found then
+    perform private.fail(404, 'SYNC_JOB_NOT_FOUND', 'sync_requeue', 'this appointment has no sync job');
+  end if;
+  if v_job.state <> 'dead' then
+    perform private.fail(409, 'SYNC_JOB_NOT_DEAD', 'sync_requeue', 'only a dead job can be requeued; this one is ' || v_job.state);
+  end if;
+  update public.sync_retry_queue
+  set state = 'pending', retry_count = 0, next_retry_at = now(), completed_at = null, window_started_at = now(),
+      error_message = left('requeued by ' || p_requested_by || ' after: ' || coalesce(error_message, 'no error recorded'), 2000)
+  where id = v_job.id;
+  update public.appointments set sync_status = 'pending' where id = p_appointment_id and sync_status = 'failed';
+  update public.appointments set intake_forms_status = 'pending' where id = p_appointment_id and intake_forms_status = 'failed';
+  return private.sync_job(v_job.id);
+end;
+$$;
+
+
+revoke all on function public.record_sync_result from public, anon, authenticated;
+grant execute on function public.record_sync_result to service_role;
