@@ -30,6 +30,8 @@ pub struct Config {
     pub sync_retry_window_hours: u32,
     /// The bearer token of the staff routes (sync health, requeue); without it they refuse everyone.
     pub admin_token: Option<Secret>,
+    /// The practice's chat webhook for staff alerts; without it alerts are only logged.
+    pub staff_alert_webhook_url: Option<Secret>,
 }
 
 impl Config {
@@ -92,6 +94,7 @@ impl Config {
             sync_max_backoff_minutes,
             sync_retry_window_hours,
             admin_token: present("ADMIN_TOKEN").map(Secret::new),
+            staff_alert_webhook_url: present("STAFF_ALERT_WEBHOOK_URL").map(Secret::new),
         };
         if problems.is_empty() {
             Ok(config)

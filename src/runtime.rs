@@ -1,11 +1,14 @@
 //! The Worker's entry points, a thin layer between workerd and the plain Rust: `fetch` hands the request to
-//! `http::handle`, `scheduled` runs the sync's cron (`sync::runner`), `start` installs the log output. Also
+//! `http::handle`, `scheduled` runs the sync's cron (`sync::runner`) and delivers staff alerts (`alerts`), `start` installs the log output. Also
 //! what the core needs from workerd: the time (JavaScript's `Date`) and log lines through `console.log`.
+
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use tracing_subscriber::prelude::*;
 use worker::{event, Context, Env, Headers, Request, Response, Result, ScheduleContext, ScheduledEvent};
 
+use crate::alerts::{self, webhook::Webhook};
 use crate::config::Config;
 use crate::http::{self, HttpRequest};
 use crate::intakeq::fetch::IntakeqFetch;
@@ -58,19 +61,26 @@ async fn scheduled(_event: ScheduledEvent, env: Env, _context: ScheduleContext) 
         Ok(config) => config,
         Err(missing) => return tracing::error!(step = "configuration", outcome = "failed", missing = ?missing, runner),
     };
-    let Some(intakeq_settings) = &config.intakeq else {
-        return tracing::error!(step = "sync_run", outcome = "skipped", reason = "INTAKEQ_API_KEY is not set", runner);
-    };
     let runner_id = RequestId::from_header(Some(&runner));
     let store = PostgrestStore::new(&config, &runner_id);
-    let intakeq = IntakeqFetch::new(intakeq_settings, &runner);
-    let settings = RunnerSettings {
-        batch_size: config.sync_batch_size,
-        lease_seconds: config.sync_lease_seconds,
-        attempt: config.attempt_settings(),
-    };
-    if let Err(error) = run_once(&store, &intakeq, &JsClock, &runner, &settings).await {
-        tracing::error!(step = "sync_claim", outcome = "failed", runner, debug = %error.debug());
+    match &config.intakeq {
+        None => tracing::error!(step = "sync_run", outcome = "skipped", reason = "INTAKEQ_API_KEY is not set", runner),
+        Some(intakeq_settings) => {
+            let intakeq = IntakeqFetch::new(intakeq_settings, &runner);
+            let settings = RunnerSettings {
+                batch_size: config.sync_batch_size,
+                lease_seconds: config.sync_lease_seconds,
+                attempt: config.attempt_settings(),
+            };
+            if let Err(error) = run_once(&store, &intakeq, &JsClock, &runner, &settings).await {
+                tracing::error!(step = "sync_claim", outcome = "failed", runner, debug = %error.debug());
+            }
+        }
+    }
+    // After the sync, so that what this run caused goes out now.
+    let webhook = config.staff_alert_webhook_url.clone().map(|url| Webhook::new(url, Duration::from_secs(10)));
+    if let Err(error) = alerts::deliver(&store, webhook.as_ref(), &runner, config.sync_lease_seconds).await {
+        tracing::error!(step = "staff_alert", outcome = "failed", runner, debug = %error.debug());
     }
 }
 

@@ -131,6 +131,14 @@ pub fn requeue_sync_job(appointment_id: Uuid, requested_by: &str) -> Value {
     json!({"p_appointment_id": appointment_id, "p_requested_by": requested_by})
 }
 
+pub fn claim_staff_alerts(runner: &str, limit: u32, lease_seconds: u32) -> Value {
+    json!({"p_runner": runner, "p_limit": limit, "p_lease_seconds": lease_seconds})
+}
+
+pub fn record_staff_alert(alert: Uuid, delivered: Result<(), &str>) -> Value {
+    json!({"p_alert_id": alert, "p_delivered": delivered.is_ok(), "p_error": delivered.err()})
+}
+
 pub fn requeue_dead_sync_jobs(since: DateTime<Utc>, requested_by: &str) -> Value {
     json!({"p_since": since, "p_requested_by": requested_by})
 }

@@ -10,6 +10,7 @@ use uuid::Uuid;
 
 use super::errors::error_from_postgrest;
 use super::{arguments, decode};
+use crate::alerts::{Alert, AlertStore};
 use crate::booking::model::BookingOutcome;
 use crate::booking::request::BookingRequest;
 use crate::booking::store::{BookingStore, FailureRecord, StoreError};
@@ -71,6 +72,16 @@ impl BookingStore for PostgrestStore {
 
     async fn health(&self) -> Result<(), StoreError> {
         self.rpc("health_check", &json!({})).await.map(|_| ())
+    }
+}
+
+impl AlertStore for PostgrestStore {
+    async fn claim_staff_alerts(&self, runner: &str, limit: u32, lease_seconds: u32) -> Result<Vec<Alert>, StoreError> {
+        self.call("claim_staff_alerts", &arguments::claim_staff_alerts(runner, limit, lease_seconds)).await
+    }
+
+    async fn record_staff_alert(&self, alert: Uuid, delivered: Result<(), &str>) -> Result<(), StoreError> {
+        self.rpc("record_staff_alert", &arguments::record_staff_alert(alert, delivered)).await.map(|_| ())
     }
 }
 

@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use devstack::alert_receiver::{self, AlertReceiverConfig};
 use devstack::intakeq_sandbox::{self, SandboxConfig};
 use devstack::rpc_api::auth::{JwtSecret, SUPABASE_DEMO_JWT_SECRET};
 use devstack::rpc_api::{self, RpcApiConfig};
@@ -31,6 +32,8 @@ pub struct Stack {
     pub database_url: String,
     /// The IntakeQ sandbox's base URL (its API is under /api/v1, its control API under /_sandbox).
     pub intakeq: String,
+    /// The staff-alert receiver (a chat webhook's stand-in; the worker posts to `/hooks/e2e` when synced).
+    pub alert_receiver: String,
     control: String,
     pub http: reqwest::Client,
     pub db: tokio_postgres::Client,
@@ -120,6 +123,10 @@ pub async fn start_with(suite: &str, supabase_url: Option<String>, with_intakeq:
     let sandbox = SandboxConfig { api_key: SANDBOX_KEY.into(), rate_limit_per_minute: 1000, default_delay: Duration::from_secs(8), practice_time_zone: intakeq_sandbox::DEFAULT_PRACTICE_TIME_ZONE };
     tokio::spawn(intakeq_sandbox::serve(listener, sandbox, std::future::pending()));
 
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let alert_receiver = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(alert_receiver::serve(listener, AlertReceiverConfig::default(), std::future::pending()));
+
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     assert!(root.join("build/index.js").exists(), "the worker is not built: run `make worker`");
     let mut command = Command::new("node");
@@ -127,7 +134,8 @@ pub async fn start_with(suite: &str, supabase_url: Option<String>, with_intakeq:
         command
             .env("INTAKEQ_BASE_URL", format!("{intakeq}/api/v1"))
             .env("INTAKEQ_API_KEY", SANDBOX_KEY)
-            .env("INTAKEQ_TIMEOUT_MS", INTAKEQ_TIMEOUT_MS.to_string());
+            .env("INTAKEQ_TIMEOUT_MS", INTAKEQ_TIMEOUT_MS.to_string())
+            .env("STAFF_ALERT_WEBHOOK_URL", format!("{alert_receiver}/hooks/e2e"));
     }
     let mut process = command
         .arg(root.join("tests/e2e/serve-worker.mjs"))
@@ -166,7 +174,7 @@ pub async fn start_with(suite: &str, supabase_url: Option<String>, with_intakeq:
             None => control = line.trim_start_matches("control on ").to_owned(),
         }
     }
-    Stack { worker, database_url: url, intakeq, control, http: reqwest::Client::new(), db, logs, process }
+    Stack { worker, database_url: url, intakeq, alert_receiver, control, http: reqwest::Client::new(), db, logs, process }
 }
 
 /// A bookable provider of the test's own, in network with every seeded payer, so no other test's booking
@@ -230,6 +238,19 @@ impl Stack {
     /// What the IntakeQ sandbox holds: clients, appointments and every request.
     pub async fn intakeq_state(&self) -> Value {
         self.http.get(format!("{}/_sandbox/state", self.intakeq)).send().await.unwrap().json().await.unwrap()
+    }
+
+    /// The staff alerts the receiver got, in order: their texts.
+    pub async fn staff_alerts(&self) -> Vec<String> {
+        let messages: Value = self.http.get(format!("{}/_receiver/messages", self.alert_receiver)).send().await.unwrap().json().await.unwrap();
+        messages.as_array().unwrap().iter().filter_map(|m| m["body"]["text"].as_str().map(str::to_owned)).collect()
+    }
+
+    /// Makes the alert receiver fail its next `count` posts.
+    pub async fn alert_receiver_fails(&self, count: u32) {
+        let fault = json!({"fault": "server_error", "count": count});
+        let response = self.http.post(format!("{}/_receiver/faults", self.alert_receiver)).json(&fault).send().await.unwrap();
+        assert!(response.status().is_success(), "receiver fault accepted");
     }
 
     /// Clears every planned sandbox fault (IntakeQ is well again).

@@ -101,6 +101,9 @@ async fn a_booking_cancelled_after_an_ambiguous_create_is_reported_not_posted_ag
     let reported = reported.expect("staff see the IntakeQ appointment of a cancelled booking");
     assert_eq!(reported["other_pq_appointment_id"], upstream[0]["Id"]);
     assert!(!reported.to_string().contains(&email), "no patient data for staff alerts");
+    let alerts = alerts_about(&stack, &appointment).await;
+    assert_eq!(alerts.len(), 1, "staff are told once: {alerts:?}");
+    assert!(alerts[0].starts_with("IntakeQ may hold a second appointment") && !alerts[0].contains(&email), "{}", alerts[0]);
 }
 
 #[tokio::test]
@@ -126,6 +129,33 @@ async fn an_intakeq_id_another_appointment_holds_ends_the_job_dead_with_that_rea
     let (again, _) = stack.job_state(&appointment).await;
     assert_eq!(again, job, "a dead job is not claimed again");
     assert_eq!(appointments_of(&stack.intakeq_state().await, &email).len(), 1, "and nothing was posted");
+    let alerts = alerts_about(&stack, &appointment).await;
+    assert_eq!(alerts.len(), 1, "staff are told once: {alerts:?}");
+    assert!(alerts[0].contains("IntakeQ sync gave up") && alerts[0].contains(taken), "{}", alerts[0]);
+    assert!(!alerts[0].contains(&email) && !alerts[0].contains("Dee") && !alerts[0].contains("Parted"), "no patient data: {}", alerts[0]);
+}
+
+/// The staff alerts the receiver got that name this appointment.
+async fn alerts_about(stack: &Stack, appointment: &str) -> Vec<String> {
+    stack.staff_alerts().await.into_iter().filter(|text| text.contains(appointment)).collect()
+}
+
+#[tokio::test]
+async fn an_alert_the_chat_refused_is_sent_again_once() {
+    let _alone = alone().await;
+    let stack = start_synced(module_path!(), &[]).await;
+    stack.alert_receiver_fails(1).await;
+    stack.intakeq_fault(json!({"endpoint": "POST /appointments", "fault": "invalid_service_id"})).await;
+    let (appointment, data, email) = book(&stack, "alert-retry", 16).await;
+    assert_eq!(data["syncStatus"], "failed");
+    stack.run_cron().await;
+    assert!(alerts_about(&stack, &appointment).await.is_empty(), "the chat refused the first delivery");
+    stack.db.execute("update staff_alerts set next_attempt_at = now() where sent_at is null", &[]).await.unwrap();
+    stack.run_cron().await;
+    stack.run_cron().await;
+    let alerts = alerts_about(&stack, &appointment).await;
+    assert_eq!(alerts.len(), 1, "delivered on the retry, and only once: {alerts:?}");
+    assert!(alerts[0].contains("Invalid ServiceId.") && !alerts[0].contains(&email), "{}", alerts[0]);
 }
 
 #[tokio::test]
@@ -207,5 +237,8 @@ async fn a_refused_key_pauses_the_queue_without_spending_attempts_and_it_resumes
     assert!(stack.appointment_state(&appointment).await.starts_with("scheduled/synced/"));
     assert_eq!(stack.job_state(&appointment).await.0, "done/1/false", "one attempt counted: the one that worked");
     assert_eq!(sync_health(&stack).await["queue"]["paused"], false, "resumed by itself");
+    let alerts = stack.staff_alerts().await;
+    let count = |start: &str| alerts.iter().filter(|t| t.starts_with(start)).count();
+    assert_eq!((count("IntakeQ sync is paused"), count("IntakeQ sync has resumed")), (1, 1), "one alert each: {alerts:?}");
     assert_eq!(appointments_of(&stack.intakeq_state().await, &email).len(), 1);
 }
