@@ -94,12 +94,16 @@ pub fn record_sync_result(job: &SyncJob, runner: &str, outcome: &SyncOutcome, in
                     synced["p_intake_outcome"] = json!("sent");
                     synced["p_intakeq_intake_id"] = json!(intake_id);
                 }
-                Some(IntakeOutcome::Failed { kind, error, lookup_completed }) => {
-                    synced["p_intake_outcome"] = json!("failed");
+                Some(IntakeOutcome::Failed { kind, error, lookup_completed, retry_after_seconds }) => {
+                    synced["p_intake_outcome"] = json!(match kind {
+                        FailureKind::Transient | FailureKind::Ambiguous | FailureKind::Permanent => "failed",
+                        FailureKind::Authentication => "auth_failed",
+                        FailureKind::RateLimited | FailureKind::LeaseTooShort => "released",
+                    });
                     synced["p_intake_error"] = json!(error);
-                    // A 429, a refused key or a short lease before the send: it will be tried again.
-                    synced["p_intake_error_kind"] = json!(if kind.spends_no_attempt() { "transient" } else { kind.as_str() });
+                    synced["p_intake_error_kind"] = json!(kind.as_str());
                     synced["p_intake_lookup_completed"] = json!(lookup_completed);
+                    synced["p_intake_retry_after_seconds"] = json!(retry_after_seconds);
                 }
                 None => {}
             }

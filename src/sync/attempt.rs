@@ -55,26 +55,35 @@ fn failed(kind: FailureKind, error: String, client_id: Option<String>) -> SyncOu
     SyncOutcome::Failed { kind, error, client_id, retry_after_seconds: None, lookup_completed: false }
 }
 
-/// What a failed call means. Before something is created nothing can have been; when creating it (posting), or
-/// looking for what an earlier post may have created, anything but a clear answer is ambiguous.
-fn kind_of(error: &IntakeqError, posting: bool) -> FailureKind {
+/// What a failed call means. Before something is created nothing can have been; when creating it, or looking
+/// for what an earlier attempt may have created, anything but a clear answer is ambiguous.
+fn kind_of(error: &IntakeqError, may_have_created: bool) -> FailureKind {
     match error {
         IntakeqError::RateLimited { .. } => FailureKind::RateLimited,
         IntakeqError::LeaseTooShort => FailureKind::LeaseTooShort,
         IntakeqError::Rejected { status: 401 | 403, .. } => FailureKind::Authentication,
         IntakeqError::Rejected { .. } => FailureKind::Permanent,
-        _ if posting => FailureKind::Ambiguous,
+        _ if may_have_created => FailureKind::Ambiguous,
         _ => FailureKind::Transient,
     }
 }
 
-/// A failed call of the appointment's part, as the attempt's outcome.
-fn call_failed(call: &str, error: IntakeqError, posting: bool, client_id: Option<String>) -> SyncOutcome {
-    let retry_after_seconds = match error {
-        IntakeqError::RateLimited { retry_after_seconds } => retry_after_seconds,
+fn retry_after(error: &IntakeqError) -> Option<u64> {
+    match error {
+        IntakeqError::RateLimited { retry_after_seconds } => *retry_after_seconds,
         _ => None,
-    };
-    SyncOutcome::Failed { kind: kind_of(&error, posting), error: format!("{call}: {error}"), client_id, retry_after_seconds, lookup_completed: false }
+    }
+}
+
+/// A failed call of the appointment's part, as the attempt's outcome.
+fn call_failed(call: &str, error: IntakeqError, may_have_created: bool, client_id: Option<String>) -> SyncOutcome {
+    SyncOutcome::Failed {
+        kind: kind_of(&error, may_have_created),
+        retry_after_seconds: retry_after(&error),
+        error: format!("{call}: {error}"),
+        client_id,
+        lookup_completed: false,
+    }
 }
 
 /// Reads page after page (IntakeQ answers 100 records a page) until `wanted` finds one, or a page is short.
@@ -150,12 +159,15 @@ pub async fn sync_booking(intakeq: &impl Intakeq, lease: &Lease<'_, impl Clock>,
         (Some(pq_appointment_id), Some(client_id)) => {
             SyncOutcome::Synced { pq_appointment_id: pq_appointment_id.clone(), client_id: client_id.clone(), intake: None }
         }
-        _ => sync_appointment(intakeq, lease, job).await,
+        // In IntakeQ already: never posted again, and its paperwork goes to no chart but the patient's own.
+        (Some(_), None) => {
+            return failed(FailureKind::Permanent, "the appointment is in IntakeQ, but the patient's IntakeQ client is unknown".into(), None)
+        }
+        (None, _) => sync_appointment(intakeq, lease, job).await,
     };
+    let paperwork_due = job.booking.intake_forms.status == IntakeFormsStatus::Pending && job.booking.status != AppointmentStatus::Cancelled;
     match outcome {
-        SyncOutcome::Synced { pq_appointment_id, client_id, intake: None }
-            if job.booking.intake_forms.status == IntakeFormsStatus::Pending =>
-        {
+        SyncOutcome::Synced { pq_appointment_id, client_id, intake: None } if paperwork_due => {
             let intake = Some(send_intake(intakeq, lease, job, &client_id).await);
             SyncOutcome::Synced { pq_appointment_id, client_id, intake }
         }
@@ -163,18 +175,29 @@ pub async fn sync_booking(intakeq: &impl Intakeq, lease: &Lease<'_, impl Clock>,
     }
 }
 
+/// How far before the booking an intake found by the lookup may have been created and still be this booking's
+/// (IntakeQ's clock, and its rounding, are not ours).
+const INTAKE_CLOCK_MARGIN_MS: i64 = 60 * 60 * 1000;
+
 /// The intake questionnaire, once: after a send that may have reached IntakeQ, look for it first (IntakeQ has
-/// no idempotency key): an intake of the same questionnaire for the client, created since the booking.
+/// no idempotency key): an intake of the same questionnaire for the client, created since the booking (give or
+/// take the clocks' margin; the database refuses an intake another booking holds).
 async fn send_intake(intakeq: &impl Intakeq, lease: &Lease<'_, impl Clock>, job: &SyncJob, client_id: &str) -> IntakeOutcome {
-    let failed = |kind, error: String, lookup_completed| IntakeOutcome::Failed { kind, error, lookup_completed };
+    let intake_failed = |error: &IntakeqError, call: &str, lookup_completed| IntakeOutcome::Failed {
+        kind: kind_of(error, true),
+        error: format!("{call}: {error}"),
+        lookup_completed,
+        retry_after_seconds: retry_after(error),
+    };
     let forms = &job.booking.intake_forms;
     let (Some(questionnaire_id), Ok(client_number)) = (&forms.questionnaire_id, client_id.parse::<u64>()) else {
-        return failed(FailureKind::Permanent, "the booking's questionnaire or IntakeQ client is unknown".into(), false);
+        let error = "the booking's questionnaire or IntakeQ client is unknown".into();
+        return IntakeOutcome::Failed { kind: FailureKind::Permanent, error, lookup_completed: false, retry_after_seconds: None };
     };
     let mut lookup_completed = false;
     if job.needs_intake_lookup {
         info!(step = "intakeq_intake_lookup", outcome = "started");
-        let since = job.booked_at.timestamp_millis();
+        let since = job.booked_at.timestamp_millis() - INTAKE_CLOCK_MARGIN_MS;
         let ours = |i: &&Intake| i.questionnaire_id.as_deref() == Some(questionnaire_id) && i.date_created.is_some_and(|t| t >= since);
         match first_on_any_page(|page| lease.call(intakeq.intakes_of(client_number, page)), ours).await {
             Ok(Some(found)) => {
@@ -182,7 +205,7 @@ async fn send_intake(intakeq: &impl Intakeq, lease: &Lease<'_, impl Clock>, job:
                 return IntakeOutcome::Sent { intake_id: found.id };
             }
             Ok(None) => lookup_completed = true,
-            Err(error) => return failed(kind_of(&error, true), format!("GET /intakes/summary: {error}"), false),
+            Err(error) => return intake_failed(&error, "GET /intakes/summary", false),
         }
     }
     let intake = NewIntake {
@@ -192,14 +215,16 @@ async fn send_intake(intakeq: &impl Intakeq, lease: &Lease<'_, impl Clock>, job:
     };
     info!(step = "intakeq_intake", outcome = "started");
     match lease.call(intakeq.send_intake(&intake)).await {
+        // An answer without an id cannot be recorded, yet IntakeQ may have sent it.
+        Ok(sent) if sent.id.is_empty() => intake_failed(&IntakeqError::NotJson { status: 200 }, "POST /intakes/send", lookup_completed),
         Ok(sent) => {
             info!(step = "intakeq_intake", outcome = "sent", intake_id = %sent.id);
             IntakeOutcome::Sent { intake_id: sent.id }
         }
         Err(error) => {
-            let (kind, error) = (kind_of(&error, true), format!("POST /intakes/send: {error}"));
-            warn!(step = "intakeq_intake", outcome = "failed", kind = kind.as_str(), error = %error);
-            failed(kind, error, lookup_completed)
+            let outcome = intake_failed(&error, "POST /intakes/send", lookup_completed);
+            warn!(step = "intakeq_intake", outcome = "failed", error = ?outcome);
+            outcome
         }
     }
 }

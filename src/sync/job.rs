@@ -86,6 +86,7 @@ pub enum IntakeOutcome {
         error: String,
         /// A lookup for an earlier send completed (and found nothing) before the failure.
         lookup_completed: bool,
+        retry_after_seconds: Option<u64>,
     },
 }
 

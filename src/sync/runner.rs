@@ -5,7 +5,7 @@
 use serde::Serialize;
 use tracing::info;
 
-use super::job::SyncOutcome;
+use super::job::{IntakeOutcome, SyncOutcome};
 use super::record::{attempt_and_record, AttemptSettings};
 use super::store::SyncStore;
 use crate::booking::store::StoreError;
@@ -42,6 +42,10 @@ pub async fn run_once(
         };
         summary.claimed += 1;
         match attempt_and_record(store, intakeq, clock, &job, runner, &settings.attempt).await.outcome {
+            SyncOutcome::Synced { intake: Some(IntakeOutcome::Failed { kind, .. }), .. } if kind.stops_the_queue() => {
+                summary.synced += 1;
+                break;
+            }
             SyncOutcome::Synced { .. } => summary.synced += 1,
             SyncOutcome::Cancelled { .. } => summary.cancelled += 1,
             SyncOutcome::Failed { kind, .. } if kind.spends_no_attempt() => {

@@ -31,6 +31,45 @@ alter table public.sync_retry_queue
   add column needs_intake_lookup boolean not null default false;
 comment on column public.sync_retry_queue.needs_intake_lookup is 'An earlier send may have reached IntakeQ: look for it before sending again.';
 
+-- One intake, one booking: a lookup can never give two bookings the same paperwork.
+create unique index appointments_intakeq_intake_id on public.appointments (intakeq_intake_id) where intakeq_intake_id is not null;
+
+-- A runner that takes over a lease its holder let run out must look for paperwork that holder may have sent.
+create function private.sync_intake_lookup_on_takeover()
+returns trigger
+language plpgsql
+set search_path = ''
+as $$
+begin
+  if old.locked_by is not null and new.locked_by is not null and new.lease_token is distinct from old.lease_token
+     and exists (select 1 from public.appointments a where a.id = new.appointment_id and a.intake_forms_status = 'pending') then
+    new.needs_intake_lookup := true;
+  end if;
+  return new;
+end;
+$$;
+create trigger sync_retry_queue_intake_lookup before update on public.sync_retry_queue
+  for each row execute function private.sync_intake_lookup_on_takeover();
+
+-- A job that ends without sending the paperwork says so on the appointment: not required once the booking is
+-- cancelled, failed when the job died (a requeue makes it pending again).
+create function private.sync_intake_on_job_end()
+returns trigger
+language plpgsql
+set search_path = ''
+as $$
+begin
+  update public.appointments
+  set intake_forms_status = case new.state when 'cancelled' then 'not_required' else 'failed' end
+  where id = new.appointment_id and intake_forms_status = 'pending';
+  return new;
+end;
+$$;
+create trigger sync_retry_queue_intake_on_end after update of state on public.sync_retry_queue
+  for each row when (new.state in ('dead', 'cancelled') and old.state is distinct from new.state)
+  execute function private.sync_intake_on_job_end();
+revoke all on function private.sync_intake_lookup_on_takeover, private.sync_intake_on_job_end from public, anon, authenticated;
+
 -- Which questionnaire a new appointment's patient gets.
 create function private.choose_intake_questionnaire()
 returns trigger
@@ -153,7 +192,8 @@ create function public.record_sync_result(
   p_intakeq_intake_id    text    default null,
   p_intake_error         text    default null,
   p_intake_error_kind    text    default null,
-  p_intake_lookup_completed boolean default false
+  p_intake_lookup_completed boolean default false,
+  p_intake_retry_after_seconds integer default null -- with 'released' / 'auth_failed' for the paperwork
 )
 returns jsonb
 language plpgsql
@@ -176,7 +216,7 @@ begin
      or p_max_backoff_minutes is null or p_max_backoff_minutes not between 1 and 1440
      or p_retry_window_hours is null or p_retry_window_hours not between 1 and 8760
      or (p_max_attempts is not null and p_max_attempts not between 1 and 10000)
-     or (p_intake_outcome is not null and (p_outcome <> 'synced' or p_intake_outcome not in ('sent', 'failed')))
+     or (p_intake_outcome is not null and (p_outcome <> 'synced' or p_intake_outcome not in ('sent', 'failed', 'released', 'auth_failed')))
      or (p_intake_outcome = 'sent' and p_intakeq_intake_id is null)
      or (p_intake_outcome = 'failed' and (p_intake_error_kind is null or p_intake_error_kind not in ('transient', 'ambiguous', 'permanent'))) then
     perform private.fail(400, 'INVALID_REQUEST', 'sync_record',
@@ -204,6 +244,10 @@ begin
         where id = p_job_id;
       end if;
     end if;
+    if (p_intake_outcome = 'sent' or p_intake_error_kind = 'ambiguous') and v_job.state <> 'done' then
+      -- A stale holder may have sent the paperwork: whoever sends next looks for it first.
+      update public.sync_retry_queue set needs_intake_lookup = true where id = p_job_id;
+    end if;
     return private.sync_job(p_job_id) || jsonb_build_object('recorded', false);
   end if;
 
@@ -219,6 +263,12 @@ begin
   end if;
 
   if p_outcome = 'synced' then
+    if v_recorded is not null and v_recorded <> p_pq_appointment_id then
+      -- The appointment already has its IntakeQ id: another one is never written over it.
+      perform private.note_possible_duplicate(v_job, v_recorded, p_pq_appointment_id,
+        'an attempt reported another IntakeQ appointment for a booking already synced', p_runner);
+      p_pq_appointment_id := v_recorded;
+    end if;
     select a.id into v_holder from public.appointments a
     where a.pq_appointment_id = p_pq_appointment_id and a.id <> v_job.appointment_id;
     if v_holder is not null then
@@ -231,6 +281,10 @@ begin
       set status = case when status = 'cancelled' then status else 'scheduled' end,
           sync_status = 'synced', pq_appointment_id = p_pq_appointment_id
       where id = v_job.appointment_id;
+      if p_intake_outcome = 'sent' then
+        update public.appointments set intake_forms_status = 'sent', intakeq_intake_id = p_intakeq_intake_id
+        where id = v_job.appointment_id and intake_forms_status in ('pending', 'failed');
+      end if;
     exception when others then
       -- An answer the database refuses for good: the job ends, visibly, instead of coming back every minute.
       get stacked diagnostics v_sqlstate = returned_sqlstate, v_constraint = constraint_name;
@@ -249,10 +303,6 @@ begin
     end if;
     -- The intake questionnaire: the job is done when the appointment is in IntakeQ AND the paperwork sent (or
     -- none is required); a paperwork failure keeps the appointment synced and the job going, or ends it dead.
-    if p_intake_outcome = 'sent' then
-      update public.appointments set intake_forms_status = 'sent', intakeq_intake_id = p_intakeq_intake_id
-      where id = v_job.appointment_id and intake_forms_status in ('pending', 'failed');
-    end if;
     update public.sync_retry_queue
     set needs_reconcile = false,
         needs_intake_lookup = (needs_intake_lookup and not p_intake_lookup_completed) or coalesce(p_intake_error_kind = 'ambiguous', false)
@@ -261,6 +311,18 @@ begin
       update public.sync_retry_queue
       set state = 'done', completed_at = now(), needs_intake_lookup = false,
           error_message = null, last_error_kind = null, locked_by = null, locked_until = null
+      where id = p_job_id;
+    elsif p_intake_outcome in ('released', 'auth_failed') then
+      -- The paperwork was not tried (a 429, a refused key, a lease too short): the attempt is given back.
+      if p_intake_outcome = 'auth_failed' then
+        update public.sync_queue_state
+        set paused_reason = left(coalesce(p_intake_error, 'IntakeQ refused the key'), 2000), paused_at = coalesce(paused_at, now()),
+            next_probe_at = now() + interval '1 minute', updated_at = now();
+      end if;
+      update public.sync_retry_queue
+      set retry_count = greatest(retry_count - 1, 0), locked_by = null, locked_until = null,
+          error_message = left('intake questionnaire: ' || coalesce(p_intake_error, 'not sent yet'), 2000),
+          next_retry_at = now() + make_interval(secs => coalesce(p_intake_retry_after_seconds, 0))
       where id = p_job_id;
     elsif p_intake_error_kind = 'permanent' then
       update public.appointments set intake_forms_status = 'failed' where id = v_job.appointment_id;

@@ -354,3 +354,24 @@ fn a_failed_send_keeps_the_appointment_and_says_how_it_failed() {
         assert!(matches!(&outcome, SyncOutcome::Synced { intake: Some(IntakeOutcome::Failed { kind: k, .. }), .. } if *k == kind), "{error:?}: {outcome:?}");
     }
 }
+
+#[test]
+fn an_appointment_in_intakeq_without_a_known_client_is_never_posted_again() {
+    let mut synced = with_paperwork(job(false));
+    synced.booking.pq_appointment_id = Some("bbbbbbbbbbbbbbbbbbbbbbbb".into());
+    let intakeq = FakeIntakeq::default();
+    let outcome = block_on(sync_booking(&intakeq, &lease(), &synced));
+    assert_eq!(failure_kind(&outcome), Some(FailureKind::Permanent));
+    assert!(intakeq.calls.borrow().is_empty(), "no client searched or made, nothing posted, no paperwork sent");
+}
+
+#[test]
+fn a_cancelled_booking_gets_no_paperwork() {
+    let mut cancelled = with_paperwork(job(false));
+    cancelled.booking.status = crate::booking::model::AppointmentStatus::Cancelled;
+    cancelled.booking.pq_appointment_id = Some("bbbbbbbbbbbbbbbbbbbbbbbb".into());
+    cancelled.booking.patient.intakeq_client_id = Some("42".into());
+    let intakeq = FakeIntakeq::default();
+    block_on(sync_booking(&intakeq, &lease(), &cancelled));
+    assert!(!intakeq.calls.borrow().contains(&"send_intake"));
+}

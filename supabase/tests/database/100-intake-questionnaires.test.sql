@@ -1,6 +1,6 @@
 -- The intake paperwork: which questionnaire a booking gets, and how its send is recorded with the appointment's.
 begin;
-select plan(12);
+select plan(17);
 set local role service_role;
 
 create function pg_temp.book(p_tag text, p_days integer, p_payer text) returns uuid
@@ -73,6 +73,41 @@ select results_eq(
 select public.requeue_sync_job((select id from cash), 'staff');
 select results_eq($$select intake_forms_status, (pg_temp.job(id)).state from public.appointments where id = (select id from cash)$$,
   $$values ('pending', 'pending')$$, 'a requeue sends the paperwork again');
+
+-- What a lost lease, a refused id, a cancellation and an untried send do ----------------------------------------
+reset role;
+update public.practice_settings set intakeq_questionnaire_id = '61a000000000000000000001';
+set local role service_role;
+create temp table took_over as select pg_temp.book('takeover', 55, 'cash-payment') as id;
+create temp table stale_token as select (pg_temp.job((select id from took_over))).lease_token as token;
+select pg_temp.synced((select id from took_over), '6b0000000000000000000005', 'failed', p_kind => 'transient');
+select pg_temp.reclaim((select id from took_over));
+reset role;
+-- the runner's lease runs out while it may be sending; another runner takes the job over
+update public.sync_retry_queue set locked_by = 'cron-other', lease_token = gen_random_uuid() where appointment_id = (select id from took_over);
+set local role service_role;
+select is((pg_temp.job((select id from took_over))).needs_intake_lookup, true, 'a runner taking over a lost lease looks for paperwork first');
+select public.record_sync_result((pg_temp.job((select id from took_over))).id, 'req-intake', (select token from stale_token), 'synced',
+  p_pq_appointment_id => '6b0000000000000000000005', p_intake_outcome => 'sent', p_intakeq_intake_id => 'a1b2c3d4-0000-4000-8000-000000000009');
+select is(pg_temp.forms((select id from took_over)), 'pending/61a000000000000000000001/-', 'a stale holder''s send is not recorded');
+
+create temp table second_holder as select pg_temp.book('second', 56, 'cash-payment') as id;
+select pg_temp.synced((select id from second_holder), '6b0000000000000000000006', 'sent', 'a1b2c3d4-0000-4000-8000-000000000001');
+select results_eq($$select (pg_temp.job((select id from second_holder))).state, pg_temp.forms((select id from second_holder)) like 'pending/%'$$,
+  $$values ('dead', false)$$, 'an intake another booking holds is refused: the job ends dead, not two bookings on one form');
+
+create temp table untried as select pg_temp.book('untried', 57, 'cash-payment') as id;
+select public.record_sync_result((pg_temp.job((select id from untried))).id, 'req-intake', (pg_temp.job((select id from untried))).lease_token,
+  'synced', p_pq_appointment_id => '6b0000000000000000000007', p_intake_outcome => 'auth_failed', p_intake_error => 'rejected (401)',
+  p_intakeq_answered => false);
+select results_eq($$select (pg_temp.job((select id from untried))).retry_count, (public.sync_health()->'queue'->>'paused')::boolean$$,
+  $$values (0, true)$$, 'a refused key on the send spends no attempt and pauses the queue');
+
+reset role;
+update public.appointments set status = 'cancelled' where id = (select id from untried);
+update public.sync_retry_queue set state = 'cancelled' where appointment_id = (select id from untried);
+set local role service_role;
+select is(pg_temp.forms((select id from untried)), 'not_required/61a000000000000000000001/-', 'a cancelled booking''s paperwork is no longer required');
 
 select * from finish();
 rollback;
