@@ -1,7 +1,8 @@
 //! One attempt to put a booking into IntakeQ, safe to repeat: reuse an IntakeQ client only when it is the same
-//! person (IntakeQ's search is partial, and a family may share an email), and when an earlier attempt may have
-//! created the appointment, look it up before posting (IntakeQ has no idempotency key). No I/O of its own:
-//! IntakeQ is a trait.
+//! person (IntakeQ's search is partial, and a family may share an email); when an earlier attempt may have
+//! created the appointment, look it up before posting (IntakeQ has no idempotency key); then send the intake
+//! questionnaire, looking for an earlier send the same way. Every call goes through the job's `Lease`. No I/O of
+//! its own: IntakeQ is a trait.
 
 use std::cell::Cell;
 use std::future::Future;

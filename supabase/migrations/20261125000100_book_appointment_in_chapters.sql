@@ -441,7 +441,13 @@ create function private.insert_appointment(
 language plpgsql
 set search_path = ''
 as $$
+declare
+  v_try integer;
 begin
+  -- Two bookings racing for one slot can each wait for the other's index entry (an exclusion constraint checks
+  -- after inserting). Postgres breaks such a deadlock by failing one of them: that one tries again, now behind
+  -- the other, and so meets its outcome (the slot taken, or free again) instead of answering "unavailable".
+  for v_try in 1..3 loop
   begin
     insert into public.appointments (
       patient_id, provider_id, payer_id, service_instance_id, start_time, end_time, location_type,
@@ -464,12 +470,18 @@ begin
         'group_number',  p_insurance->>'group_number')),
       p_request_id)
     returning id into appointment_id;
+    exit;
   exception
     when exclusion_violation then
       appointment_id := private.settle_slot_conflict(p_patient.id, p_provider_id, p_start);
       is_duplicate := true;
       return;
+    when deadlock_detected then
+      if v_try = 3 then
+        raise;
+      end if;
   end;
+  end loop;
   is_duplicate := false;
   insert into public.sync_retry_queue (appointment_id, request_id, locked_by, locked_until, next_retry_at)
   values (appointment_id, p_request_id, p_request_id,
