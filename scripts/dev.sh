@@ -7,6 +7,8 @@
 #                    e.g. to supabase start's API; RPC_DATABASE_URL says where it connects as authenticator)
 #   IntakeQ sandbox  127.0.0.1:${INTAKEQ_SANDBOX_PORT:-54380}   devstack intakeq-sandbox (not started when
 #                    INTAKEQ_BASE_URL is set)
+#   Staff alerts     127.0.0.1:${ALERT_RECEIVER_PORT:-54390}   devstack alert-receiver, the chat webhook's stand-in
+#                    (not started when STAFF_ALERT_WEBHOOK_URL is set)
 #   Worker           127.0.0.1:${WORKER_PORT:-8787}   the built worker in workerd (wrangler dev), against the above
 #                    (built first by scripts/build-worker.sh unless WORKER_PREBUILT=1)
 #
@@ -20,6 +22,7 @@ cd "$ROOT"
 
 export RPC_API_PORT=${RPC_API_PORT:-54321}
 export INTAKEQ_SANDBOX_PORT=${INTAKEQ_SANDBOX_PORT:-54380}
+export ALERT_RECEIVER_PORT=${ALERT_RECEIVER_PORT:-54390}
 export INTAKEQ_SANDBOX_API_KEY=${INTAKEQ_SANDBOX_API_KEY:-sandbox-intakeq-key}
 WORKER_PORT=${WORKER_PORT:-8787}
 DEVSTACK=${DEVSTACK_BIN:-}
@@ -215,6 +218,14 @@ else
   wait_for "the IntakeQ sandbox" "$intakeq_url/appointments/settings" "$!"
 fi
 
+if [[ -n ${STAFF_ALERT_WEBHOOK_URL:-} ]]; then
+  alerts_url=$STAFF_ALERT_WEBHOOK_URL
+else
+  alerts_url=http://127.0.0.1:$ALERT_RECEIVER_PORT/hooks/local
+  start_part "$ALERT_RECEIVER_PORT" "$DEVSTACK" alert-receiver
+  wait_for "the alert receiver" "http://127.0.0.1:$ALERT_RECEIVER_PORT/_receiver/messages" "$!"
+fi
+
 eval "$("$DEVSTACK" keys)"
 
 if [[ ${WORKER_PREBUILT:-} != 1 ]]; then
@@ -227,8 +238,9 @@ worker_vars=(
   --var "INTAKEQ_BASE_URL:$intakeq_url" --var "INTAKEQ_API_KEY:${INTAKEQ_API_KEY:-$INTAKEQ_SANDBOX_API_KEY}"
   --var "ALLOWED_ORIGINS:${ALLOWED_ORIGINS:-http://localhost:3000,http://127.0.0.1:3000}"
   --var "ADMIN_TOKEN:${ADMIN_TOKEN:-local-admin-token}"
+  --var "STAFF_ALERT_WEBHOOK_URL:$alerts_url"
 )
-set_here=" SUPABASE_URL SUPABASE_SERVICE_ROLE_KEY INTAKEQ_BASE_URL INTAKEQ_API_KEY ALLOWED_ORIGINS ADMIN_TOKEN "
+set_here=" SUPABASE_URL SUPABASE_SERVICE_ROLE_KEY INTAKEQ_BASE_URL INTAKEQ_API_KEY ALLOWED_ORIGINS ADMIN_TOKEN STAFF_ALERT_WEBHOOK_URL "
 # The names src/config.rs reads (its string literals in capitals, the tests below it left out).
 settings=" $(sed '/#\[cfg(test)\]/q' src/config.rs | grep -o '"[A-Z][A-Z0-9_]*"' | tr -d '"' | tr '\n' ' ') "
 [[ -n ${settings// /} ]] || echo "dev: warning: found no setting names in src/config.rs" >&2
@@ -258,6 +270,7 @@ cat <<READY
     Postgres          $DEV_DB_URL   (migrated and seeded)
     RPC API           $api_url/rest/v1/rpc/<function>
     IntakeQ           $intakeq_url   (X-Auth-Key: $INTAKEQ_SANDBOX_API_KEY; control: /_sandbox)
+    Staff alerts      $alerts_url   (what the stand-in got: http://127.0.0.1:$ALERT_RECEIVER_PORT/_receiver/messages)
     anon key          $SUPABASE_ANON_KEY
     service_role key  $SUPABASE_SERVICE_ROLE_KEY
 READY

@@ -20,12 +20,13 @@ struct Ports {
     db: u16,
     rpc: u16,
     sandbox: u16,
+    alerts: u16,
     worker: u16,
 }
 
 impl Ports {
     fn new(db: u16) -> Ports {
-        Ports { db, rpc: free_port(), sandbox: free_port(), worker: free_port() }
+        Ports { db, rpc: free_port(), sandbox: free_port(), alerts: free_port(), worker: free_port() }
     }
 }
 
@@ -87,6 +88,7 @@ fn spawn_dev(ports: &Ports, data: &Path, launcher: Launcher, env: &[(String, Str
         .env("PG_DATA_DIR", data)
         .env("RPC_API_PORT", ports.rpc.to_string())
         .env("INTAKEQ_SANDBOX_PORT", ports.sandbox.to_string())
+        .env("ALERT_RECEIVER_PORT", ports.alerts.to_string())
         .env("WORKER_PORT", ports.worker.to_string())
         .env("DEVSTACK_BIN", env!("CARGO_BIN_EXE_devstack"))
         // `make test-stack` builds the worker first: a cargo build inside `cargo test` would wait on its lock.
@@ -94,6 +96,7 @@ fn spawn_dev(ports: &Ports, data: &Path, launcher: Launcher, env: &[(String, Str
         .env_remove("DATABASE_URL")
         .env_remove("SUPABASE_URL")
         .env_remove("INTAKEQ_BASE_URL")
+        .env_remove("STAFF_ALERT_WEBHOOK_URL")
         .envs(env.iter().map(|(k, v)| (k, v)))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -195,6 +198,8 @@ async fn assert_stack_answers(ports: &Ports) {
         .await
         .unwrap();
     assert_eq!(settings["Practitioners"].as_array().unwrap().len(), 4, "the IntakeQ sandbox answers");
+    let received = http.get(format!("http://127.0.0.1:{}/_receiver/messages", ports.alerts)).send().await.unwrap();
+    assert_eq!(received.status(), 200, "the staff-alert receiver answers");
     let health: Value = http.get(format!("http://127.0.0.1:{}/health", ports.worker)).send().await.unwrap().json().await.unwrap();
     assert_eq!(health, json!({"status": "ok", "database": "ok"}), "the worker reaches the database through the RPC API");
     let url = format!("postgresql://postgres:postgres@127.0.0.1:{}/postgres", ports.db);
@@ -246,7 +251,7 @@ fn stop_and_assert_nothing_left(mut dev: Dev, signal: &str, whole_group: bool, p
     }
     let left: Vec<u32> = started.into_iter().filter(|pid| alive(*pid)).collect();
     assert!(left.is_empty(), "processes left behind: {left:?}");
-    for port in [ports.db, ports.rpc, ports.sandbox, ports.worker] {
+    for port in [ports.db, ports.rpc, ports.sandbox, ports.alerts, ports.worker] {
         assert!(TcpStream::connect(("127.0.0.1", port)).is_err(), "port {port} still answers");
     }
 }
@@ -254,7 +259,7 @@ fn stop_and_assert_nothing_left(mut dev: Dev, signal: &str, whole_group: bool, p
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn make_dev_comes_up_from_nothing_and_goes_down_leaving_nothing() {
     let _turn = turn();
-    let ports = Ports { db: free_port(), rpc: free_port(), sandbox: free_port(), worker: free_port() };
+    let ports = Ports::new(free_port());
     let data = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("dev-stack-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&data);
 
@@ -645,7 +650,7 @@ fn cycle(postgres: &Postgres, launcher: Launcher, signal: Signal, moment: Moment
             let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
         }
     }
-    for (part, port) in [("RPC API", ports.rpc), ("sandbox", ports.sandbox), ("worker", ports.worker)] {
+    for (part, port) in [("RPC API", ports.rpc), ("sandbox", ports.sandbox), ("alert receiver", ports.alerts), ("worker", ports.worker)] {
         if answers(port) {
             problems.push(format!("the {part}'s port {port} still answers"));
         }
