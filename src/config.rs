@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use crate::intakeq::IntakeqSettings;
 use crate::support::secret::Secret;
-use crate::sync::job::RetryPolicy;
+use crate::sync::job::{CallBudget, RetryPolicy};
 use crate::sync::record::AttemptSettings;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -32,6 +32,10 @@ pub struct Config {
     pub admin_token: Option<Secret>,
     /// The practice's chat webhook for staff alerts; without it alerts are only logged.
     pub staff_alert_webhook_url: Option<Secret>,
+    /// IntakeQ's calls a minute and a day, shared by every runner (INTAKEQ_CALLS_PER_MINUTE, _PER_DAY).
+    pub intakeq_budget: CallBudget,
+    /// How long a booking's answer waits for its first sync attempt; the attempt goes on after the answer.
+    pub inline_sync_budget_ms: u64,
 }
 
 impl Config {
@@ -61,6 +65,13 @@ impl Config {
         let sync_max_attempts = lookup("SYNC_MAX_ATTEMPTS").map(|_| number("SYNC_MAX_ATTEMPTS", 0, &mut problems).clamp(1, 10_000) as u32);
         let sync_max_backoff_minutes = number("SYNC_MAX_BACKOFF_MINUTES", 30, &mut problems).clamp(1, 1440) as u32;
         let sync_retry_window_hours = number("SYNC_RETRY_WINDOW_HOURS", 72, &mut problems).clamp(1, 8760) as u32;
+        let intakeq_budget = CallBudget {
+            per_minute: number("INTAKEQ_CALLS_PER_MINUTE", 10, &mut problems).clamp(1, 10_000) as u32,
+            per_day: number("INTAKEQ_CALLS_PER_DAY", 500, &mut problems).clamp(1, 1_000_000) as u32,
+            // Only tests and benches shorten the budget's minute (with the IntakeQ sandbox's).
+            minute_ms: number("INTAKEQ_BUDGET_MINUTE_MS", 60_000, &mut problems).clamp(100, 3_600_000) as u32,
+        };
+        let inline_sync_budget_ms = number("INLINE_SYNC_BUDGET_MS", 2_000, &mut problems);
         let present = |name: &str| lookup(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
         // A runner's lease must outlast its attempt (three IntakeQ calls and two database calls at most),
         // or a second runner could start the same job while the first is still at it.
@@ -95,6 +106,8 @@ impl Config {
             sync_retry_window_hours,
             admin_token: present("ADMIN_TOKEN").map(Secret::new),
             staff_alert_webhook_url: present("STAFF_ALERT_WEBHOOK_URL").map(Secret::new),
+            intakeq_budget,
+            inline_sync_budget_ms,
         };
         if problems.is_empty() {
             Ok(config)
@@ -115,6 +128,7 @@ impl Config {
                 retry_window_hours: self.sync_retry_window_hours,
             },
             call_and_record: Duration::from_millis(call_ms + self.database_timeout_ms),
+            budget: self.intakeq_budget,
         }
     }
 }
@@ -142,6 +156,8 @@ mod tests {
         assert_eq!((config.intakeq.clone(), config.sync_batch_size, config.sync_max_attempts), (None, 5, None));
         assert_eq!((config.sync_max_backoff_minutes, config.sync_retry_window_hours), (30, 72));
         assert_eq!(config.admin_token, None);
+        assert_eq!(config.intakeq_budget, CallBudget { per_minute: 10, per_day: 500, minute_ms: 60_000 });
+        assert_eq!(config.inline_sync_budget_ms, 2_000);
     }
 
     #[test]

@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use futures::channel::oneshot;
 use tracing_subscriber::prelude::*;
 use worker::{event, Context, Env, Headers, Request, Response, Result, ScheduleContext, ScheduledEvent};
 
@@ -30,7 +31,7 @@ fn start() {
 }
 
 #[event(fetch)]
-async fn fetch(mut request: Request, env: Env, _context: Context) -> Result<Response> {
+async fn fetch(mut request: Request, env: Env, context: Context) -> Result<Response> {
     let incoming = HttpRequest {
         // From the JavaScript request: workers-rs reads a method it does not know (QUERY, say) as GET.
         method: request.inner().method().to_ascii_uppercase(),
@@ -39,11 +40,21 @@ async fn fetch(mut request: Request, env: Env, _context: Context) -> Result<Resp
         body: request.bytes().await.unwrap_or_default(),
     };
     let config = config(&env);
-    // The adapters are made per request: they send this request's id upstream.
-    let request_id = RequestId::from_header(incoming.header("x-request-id"));
-    let store = config.as_ref().ok().map(|config| PostgrestStore::new(config, &request_id));
-    let intakeq = config.as_ref().ok().and_then(|c| c.intakeq.as_ref()).map(|s| IntakeqFetch::new(s, request_id.as_str()));
-    let answer = http::handle(&incoming, &request_id, &config, store.as_ref(), intakeq.as_ref(), &JsClock).await;
+    // The whole request runs under waitUntil, and its response comes back through a channel as soon as it is
+    // ready: what goes on after it (a sync attempt past its budget) is kept alive until it ends.
+    let (respond, response) = oneshot::channel();
+    context.wait_until(async move {
+        // The adapters are made per request: they send this request's id upstream.
+        let request_id = RequestId::from_header(incoming.header("x-request-id"));
+        let store = config.as_ref().ok().map(|config| PostgrestStore::new(config, &request_id));
+        let intakeq = config.as_ref().ok().and_then(|c| c.intakeq.as_ref()).map(|s| IntakeqFetch::new(s, request_id.as_str()));
+        let handled = http::handle(&incoming, &request_id, &config, store.as_ref(), intakeq.as_ref(), &JsClock).await;
+        let _ = respond.send(handled.response);
+        if let Some(rest) = handled.after_response {
+            rest.await;
+        }
+    });
+    let answer = response.await.map_err(|_| worker::Error::RustError("the request ended without a response".into()))?;
 
     let headers = Headers::new();
     for (name, value) in &answer.headers {
@@ -71,6 +82,8 @@ async fn scheduled(_event: ScheduledEvent, env: Env, _context: ScheduleContext) 
                 batch_size: config.sync_batch_size,
                 lease_seconds: config.sync_lease_seconds,
                 attempt: config.attempt_settings(),
+                // The cron comes every minute: a run waits for the budget until about the next one.
+                run_for: Duration::from_millis(u64::from(config.intakeq_budget.minute_ms)),
             };
             if let Err(error) = run_once(&store, &intakeq, &JsClock, &runner, &settings).await {
                 tracing::error!(step = "sync_claim", outcome = "failed", runner, debug = %error.debug());

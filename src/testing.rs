@@ -14,7 +14,7 @@ use crate::intakeq::wire::{self, Appointment, Client};
 use crate::intakeq::{Intakeq, IntakeqError};
 use crate::support::clock::Clock;
 use crate::support::request_id::RequestId;
-use crate::sync::job::{RecordedJob, RetryPolicy, SyncJob, SyncOutcome};
+use crate::sync::job::{CallBudget, CallsMade, RecordedJob, Reservation, RetryPolicy, SyncJob, SyncOutcome};
 use crate::sync::store::SyncStore;
 
 pub struct FixedClock;
@@ -40,6 +40,14 @@ pub struct FakeStore {
     pub claims: RefCell<Vec<u32>>,
     /// What runners reported: (job id, runner, report as text).
     pub reports: RefCell<Vec<(String, String, String)>>,
+    /// What they said of their IntakeQ calls, report by report.
+    pub calls_reported: RefCell<Vec<CallsMade>>,
+    /// IntakeQ calls the budget still grants; `None`: as many as asked.
+    pub budget_left: Cell<Option<u32>>,
+    /// The calls each reservation asked for (`None`: what the job needs, here 3).
+    pub reservations: RefCell<Vec<Option<u32>>>,
+    /// What `intakeq_budget_wait` answers, one after the other (then `None`: nothing due).
+    pub budget_waits: RefCell<VecDeque<u64>>,
 }
 
 impl FakeStore {
@@ -73,15 +81,32 @@ impl BookingStore for FakeStore {
 }
 
 impl SyncStore for FakeStore {
-    async fn claim_sync_jobs(&self, _runner: &str, limit: u32, _lease_seconds: u32, _policy: &RetryPolicy) -> Result<Vec<SyncJob>, StoreError> {
+    async fn claim_sync_jobs(&self, _runner: &str, limit: u32, _lease_seconds: u32, _policy: &RetryPolicy, _budget: &CallBudget) -> Result<Vec<SyncJob>, StoreError> {
         self.claims.borrow_mut().push(limit);
         let mut due = self.due_jobs.borrow_mut();
         let take = (limit as usize).min(due.len());
         Ok(due.drain(..take).collect())
     }
 
-    async fn record_sync_result(&self, job: &SyncJob, runner: &str, outcome: &SyncOutcome, _answered: bool, _policy: &RetryPolicy) -> Result<RecordedJob, StoreError> {
+    async fn reserve_intakeq_calls(&self, _job: &SyncJob, _runner: &str, calls: Option<u32>, _budget: &CallBudget) -> Result<Reservation, StoreError> {
+        self.reservations.borrow_mut().push(calls);
+        let wanted = calls.unwrap_or(3);
+        match self.budget_left.get() {
+            Some(left) if left < wanted => Ok(Reservation { reserved: false, calls: 0, wait_ms: Some(1000) }),
+            left => {
+                self.budget_left.set(left.map(|l| l - wanted));
+                Ok(Reservation { reserved: true, calls: wanted, wait_ms: None })
+            }
+        }
+    }
+
+    async fn intakeq_budget_wait(&self, _budget: &CallBudget) -> Result<Option<u64>, StoreError> {
+        Ok(self.budget_waits.borrow_mut().pop_front())
+    }
+
+    async fn record_sync_result(&self, job: &SyncJob, runner: &str, outcome: &SyncOutcome, calls: &CallsMade, _policy: &RetryPolicy) -> Result<RecordedJob, StoreError> {
         self.reports.borrow_mut().push((job.job_id.to_string(), runner.into(), format!("{outcome:?}")));
+        self.calls_reported.borrow_mut().push(*calls);
         let mut recorded = job.clone();
         if let SyncOutcome::Synced { pq_appointment_id, .. } = outcome {
             recorded.booking.status = AppointmentStatus::Scheduled;
@@ -143,6 +168,7 @@ pub fn job(needs_reconcile: bool) -> SyncJob {
         state: JobState::Pending,
         lease_token: lease.lease_token,
         lease_seconds_left: Some(60),
+        intakeq_calls_reserved: None,
         booking,
     }
 }
@@ -160,6 +186,8 @@ pub struct FakeIntakeq {
     pub lookups: RefCell<Vec<(NaiveDate, NaiveDate)>>,
     failures: RefCell<HashMap<&'static str, VecDeque<IntakeqError>>>,
     next_id: Cell<u64>,
+    /// How long each call takes (on a real timer); none: it answers at once.
+    pub slowness: Cell<Option<std::time::Duration>>,
 }
 
 impl FakeIntakeq {
@@ -169,8 +197,11 @@ impl FakeIntakeq {
         self.failures.borrow_mut().entry(call).or_default().push_back(error);
     }
 
-    fn enter(&self, call: &'static str) -> Result<(), IntakeqError> {
+    async fn enter(&self, call: &'static str) -> Result<(), IntakeqError> {
         self.calls.borrow_mut().push(call);
+        if let Some(slowness) = self.slowness.get() {
+            crate::support::deadline::pause(slowness).await;
+        }
         match self.failures.borrow_mut().get_mut(call).and_then(VecDeque::pop_front) {
             Some(error) => Err(error),
             None => Ok(()),
@@ -185,7 +216,7 @@ impl FakeIntakeq {
 
 impl Intakeq for FakeIntakeq {
     async fn send_intake(&self, intake: &wire::NewIntake) -> Result<wire::Intake, IntakeqError> {
-        self.enter("send_intake")?;
+        self.enter("send_intake").await?;
         let sent = wire::Intake {
             id: format!("1a7a0000-0000-4000-8000-{:012}", self.new_id()),
             client_id: Some(intake.client_id),
@@ -198,14 +229,14 @@ impl Intakeq for FakeIntakeq {
     }
 
     async fn intakes_of(&self, client_id: u64, page: u32) -> Result<Vec<wire::Intake>, IntakeqError> {
-        self.enter("intakes_of")?;
+        self.enter("intakes_of").await?;
         let intakes = self.intakes.borrow();
         let of_client = intakes.iter().filter(|i| i.client_id == Some(client_id));
         Ok(of_client.skip((page as usize - 1) * wire::PAGE_SIZE).take(wire::PAGE_SIZE).cloned().collect())
     }
 
     async fn search_clients(&self, search: &str, page: u32) -> Result<Vec<Client>, IntakeqError> {
-        self.enter("search_clients")?;
+        self.enter("search_clients").await?;
         let needle = search.to_lowercase();
         let clients = self.clients.borrow();
         let found = clients.iter().filter(|c| c.email.as_deref().is_some_and(|e| e.to_lowercase().contains(&needle)));
@@ -213,7 +244,7 @@ impl Intakeq for FakeIntakeq {
     }
 
     async fn create_client(&self, client: &wire::NewClient) -> Result<Client, IntakeqError> {
-        self.enter("create_client")?;
+        self.enter("create_client").await?;
         let created = Client {
             client_id: 1000 + self.new_id(),
             email: Some(client.email.clone()),
@@ -227,13 +258,13 @@ impl Intakeq for FakeIntakeq {
 
     /// Every appointment it holds, whatever the dates (the sync filters them itself), a page at a time.
     async fn appointments_between(&self, _client_email: &str, from: NaiveDate, to: NaiveDate, page: u32) -> Result<Vec<Appointment>, IntakeqError> {
-        self.enter("appointments_between")?;
+        self.enter("appointments_between").await?;
         self.lookups.borrow_mut().push((from, to));
         Ok(self.appointments.borrow().iter().skip((page as usize - 1) * wire::PAGE_SIZE).take(wire::PAGE_SIZE).cloned().collect())
     }
 
     async fn create_appointment(&self, appointment: &wire::NewAppointment) -> Result<Appointment, IntakeqError> {
-        self.enter("create_appointment")?;
+        self.enter("create_appointment").await?;
         self.created.borrow_mut().push(appointment.clone());
         let created = Appointment {
             id: format!("{:024x}", self.new_id()),

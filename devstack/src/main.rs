@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use devstack::alert_receiver::{self, AlertReceiverConfig};
-use devstack::intakeq_sandbox::{self, SandboxConfig};
+use devstack::intakeq_sandbox::{self, RateLimitConfig, SandboxConfig};
 use devstack::rpc_api::auth::{JwtSecret, SUPABASE_DEMO_JWT_SECRET};
 use devstack::rpc_api::{self, RpcApiConfig};
 use tokio::net::TcpListener;
@@ -63,6 +63,13 @@ struct SandboxArgs {
     api_key: String,
     #[arg(long, env = "INTAKEQ_RATE_LIMIT_PER_MINUTE", default_value_t = 10)]
     rate_limit_per_minute: u32,
+    /// Requests in any sliding day (1440 of the sandbox's minutes).
+    #[arg(long, env = "INTAKEQ_RATE_LIMIT_PER_DAY", default_value_t = intakeq_sandbox::DEFAULT_RATE_LIMIT_PER_DAY)]
+    rate_limit_per_day: u32,
+    /// How long the sandbox's minute lasts, in ms: shorter makes the rate limit's clock run fast.
+    #[arg(long, env = "INTAKEQ_SANDBOX_MINUTE_MS", default_value_t = 60_000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    minute_ms: u64,
     /// The practice's IANA time zone: `GET /appointments` reads `startDate`/`endDate` as dates in it.
     #[arg(long, env = "INTAKEQ_SANDBOX_TIME_ZONE", default_value = "America/Denver")]
     time_zone: intakeq_sandbox::Tz,
@@ -111,8 +118,12 @@ async fn main() -> Result<(), String> {
                 default_delay: Duration::from_secs(30),
                 practice_time_zone: args.time_zone,
             };
+            let rate_limit =
+                RateLimitConfig { per_day: args.rate_limit_per_day, minute: Duration::from_millis(args.minute_ms) };
             tracing::info!("IntakeQ sandbox on http://{}/api/v1 (control: /_sandbox)", listener.local_addr().unwrap());
-            intakeq_sandbox::serve(listener, config, stop_signal()).await.map_err(|e| e.to_string())
+            intakeq_sandbox::serve_with_rate_limit(listener, config, rate_limit, stop_signal())
+                .await
+                .map_err(|e| e.to_string())
         }
         Command::AlertReceiver(args) => {
             let listener = bind(&args.host, args.port).await?;

@@ -63,6 +63,16 @@ impl Sandbox {
         self.http.get(format!("{}/_sandbox/state", self.base)).send().await.unwrap().json().await.unwrap()
     }
 
+    /// `PUT /_sandbox/rate-limit` with `body`: its status.
+    async fn set_rate_limit(&self, body: Value) -> StatusCode {
+        self.http.put(format!("{}/_sandbox/rate-limit", self.base)).json(&body).send().await.unwrap().status()
+    }
+
+    /// `GET /_sandbox/stats`: the calls and rate-limited calls since the last reset.
+    async fn stats(&self) -> Value {
+        self.http.get(format!("{}/_sandbox/stats", self.base)).send().await.unwrap().json().await.unwrap()
+    }
+
     /// The request log's entries for calls of `path` (under `/api/v1`), in order.
     async fn requests_to(&self, path: &str) -> Vec<Value> {
         let path = format!("/api/v1{path}");
@@ -229,12 +239,144 @@ async fn the_rate_limit_answers_429_past_its_count() {
         assert_eq!(sandbox.get("/appointments/settings").await.status(), StatusCode::OK);
     }
     let refused = sandbox.get("/appointments/settings").await;
-    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
-    assert!(refused.headers().get("retry-after").is_none(), "IntakeQ does not promise a Retry-After");
+    let retry_after = retry_after(&refused);
+    assert!((1..=60).contains(&retry_after), "a place frees within the (real) minute: {retry_after}");
+    let (status, body) = status_and_json(refused).await;
+    assert_eq!((status, body), (StatusCode::TOO_MANY_REQUESTS, json!({"Message": "API rate limit exceeded."})));
 
-    let raised = sandbox.http.put(format!("{}/_sandbox/rate-limit", sandbox.base)).json(&json!({"perMinute": 50}));
-    assert_eq!(raised.send().await.unwrap().status(), StatusCode::NO_CONTENT);
+    assert_eq!(sandbox.set_rate_limit(json!({"perMinute": 50})).await, StatusCode::NO_CONTENT);
     assert_eq!(sandbox.get("/appointments/settings").await.status(), StatusCode::OK, "the limit is configurable");
+    let state = sandbox.state().await;
+    let limits = (&state["rateLimitPerMinute"], &state["rateLimitPerDay"], &state["rateLimitMinuteMs"]);
+    assert_eq!(limits, (&json!(50), &json!(500), &json!(60_000)), "IntakeQ's day and a real minute by default");
+}
+
+/// The `Retry-After` of a 429, in seconds.
+fn retry_after(response: &Response) -> u64 {
+    let header = response.headers().get("retry-after").expect("a Retry-After");
+    header.to_str().unwrap().parse().unwrap()
+}
+
+#[tokio::test]
+async fn with_a_fast_minute_a_place_frees_once_it_has_passed() {
+    let sandbox = Sandbox::start(100).await;
+    assert_eq!(sandbox.set_rate_limit(json!({"perMinute": 2, "minuteMs": 300})).await, StatusCode::NO_CONTENT);
+    let state = sandbox.state().await;
+    assert_eq!((&state["rateLimitPerMinute"], &state["rateLimitMinuteMs"]), (&json!(2), &json!(300)));
+
+    let started = Instant::now();
+    assert_eq!(sandbox.get("/appointments/settings").await.status(), StatusCode::OK);
+    // The second call comes later, so that its place is still taken when the first one's frees.
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert_eq!(sandbox.get("/appointments/settings").await.status(), StatusCode::OK);
+    let refused = sandbox.get("/appointments/settings").await;
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(retry_after(&refused), 1, "under 300 ms, rounded up to a whole second");
+
+    // Poll: the first call's place frees 300 ms after it arrived (which was after `started`).
+    let mut refusals = 1;
+    loop {
+        let response = sandbox.get("/appointments/settings").await;
+        if response.status() == StatusCode::OK {
+            break;
+        }
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert!(started.elapsed() < Duration::from_secs(2), "a place frees after the 300 ms minute");
+        refusals += 1;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let freed_after = started.elapsed();
+    assert!(freed_after >= Duration::from_millis(300), "not before the minute passed: {freed_after:?}");
+    let next = sandbox.get("/appointments/settings").await;
+    assert_eq!(next.status(), StatusCode::TOO_MANY_REQUESTS, "one place freed, not two");
+    refusals += 1;
+
+    assert_eq!(sandbox.stats().await, json!({"calls": 3 + refusals, "rateLimited": refusals}));
+}
+
+#[tokio::test]
+async fn the_daily_limit_holds_when_the_minute_has_room() {
+    let sandbox = Sandbox::start(100).await;
+    assert_eq!(sandbox.set_rate_limit(json!({"perDay": 3, "minuteMs": 100})).await, StatusCode::NO_CONTENT);
+    let state = sandbox.state().await;
+    let limits = (&state["rateLimitPerMinute"], &state["rateLimitPerDay"], &state["rateLimitMinuteMs"]);
+    assert_eq!(limits, (&json!(100), &json!(3), &json!(100)), "fields not given keep their value");
+
+    for _ in 0..3 {
+        assert_eq!(sandbox.get("/appointments/settings").await.status(), StatusCode::OK);
+    }
+    // Past a (100 ms) minute the per-minute window is empty, but the day (144 s) still holds all three.
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let refused = sandbox.get("/appointments/settings").await;
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    let retry_after = retry_after(&refused);
+    assert!((140..=144).contains(&retry_after), "the day's first call leaves it after 1440 fast minutes: {retry_after}");
+    let (_, body) = status_and_json(refused).await;
+    assert_eq!(body, json!({"Message": "API rate limit exceeded."}), "the same answer as the minute's");
+
+    assert_eq!(sandbox.set_rate_limit(json!({"perDay": 4})).await, StatusCode::NO_CONTENT);
+    let next = sandbox.get("/appointments/settings").await;
+    assert_eq!(next.status(), StatusCode::OK, "changing the limit empties the windows");
+    assert_eq!(sandbox.stats().await, json!({"calls": 5, "rateLimited": 1}));
+}
+
+#[tokio::test]
+async fn the_counts_take_every_call_but_only_the_rate_limit_s_refusals_and_reset_with_the_limits() {
+    let sandbox = Sandbox::start(1).await;
+    assert_eq!(sandbox.stats().await, json!({"calls": 0, "rateLimited": 0}));
+    assert_eq!(sandbox.set_rate_limit(json!({"perMinute": 1, "perDay": 7, "minuteMs": 5000})).await, StatusCode::NO_CONTENT);
+    assert_eq!(sandbox.get("/appointments/settings").await.status(), StatusCode::OK);
+    assert_eq!(sandbox.get("/appointments/settings").await.status(), StatusCode::TOO_MANY_REQUESTS);
+    let no_key = sandbox.http.get(format!("{}/api/v1/appointments/settings", sandbox.base)).send().await.unwrap();
+    assert_eq!(no_key.status(), StatusCode::UNAUTHORIZED);
+    sandbox.fault(json!({"endpoint": "*", "fault": "rate_limited"})).await;
+    assert_eq!(sandbox.get("/appointments/settings").await.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(sandbox.stats().await, json!({"calls": 4, "rateLimited": 1}), "a rate_limited fault is not the rate limit");
+    assert_eq!(sandbox.state().await["requests"].as_array().unwrap().len(), 4, "calls is the request log's length");
+
+    for (body, error) in [
+        (json!({"minuteMs": 0}), "minuteMs must be at least 1"),
+        (json!({"perHour": 3}), "unknown field"),
+        (json!({"perDay": -1}), "invalid value"),
+    ] {
+        let response = sandbox.http.put(format!("{}/_sandbox/rate-limit", sandbox.base)).json(&body).send().await.unwrap();
+        let (status, answer) = status_and_json(response).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        assert!(answer["error"].as_str().unwrap().contains(error), "{body}: {answer}");
+    }
+
+    let reset = sandbox.http.post(format!("{}/_sandbox/reset", sandbox.base)).send().await.unwrap();
+    assert_eq!(reset.status(), StatusCode::NO_CONTENT);
+    assert_eq!(sandbox.stats().await, json!({"calls": 0, "rateLimited": 0}));
+    let state = sandbox.state().await;
+    let limits = (&state["rateLimitPerMinute"], &state["rateLimitPerDay"], &state["rateLimitMinuteMs"]);
+    assert_eq!(limits, (&json!(1), &json!(500), &json!(60_000)), "the start values again");
+    assert_eq!(sandbox.get("/appointments/settings").await.status(), StatusCode::OK, "the windows are empty");
+}
+
+#[tokio::test]
+async fn the_daily_limit_and_the_minute_start_as_configured() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let config = SandboxConfig {
+        api_key: SANDBOX_KEY.into(),
+        rate_limit_per_minute: 10,
+        default_delay: Duration::from_secs(30),
+        practice_time_zone: intakeq_sandbox::DEFAULT_PRACTICE_TIME_ZONE,
+    };
+    let rate_limit = intakeq_sandbox::RateLimitConfig { per_day: 2, minute: Duration::from_millis(3000) };
+    tokio::spawn(intakeq_sandbox::serve_with_rate_limit(listener, config, rate_limit, std::future::pending()));
+    let sandbox = Sandbox { base, http: Client::new() };
+
+    let state = sandbox.state().await;
+    let limits = (&state["rateLimitPerMinute"], &state["rateLimitPerDay"], &state["rateLimitMinuteMs"]);
+    assert_eq!(limits, (&json!(10), &json!(2), &json!(3000)));
+    for _ in 0..2 {
+        assert_eq!(sandbox.get("/appointments/settings").await.status(), StatusCode::OK);
+    }
+    let refused = sandbox.get("/appointments/settings").await;
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!((4300..=4320).contains(&retry_after(&refused)), "a day of 3 s minutes is 72 minutes");
 }
 
 #[tokio::test]

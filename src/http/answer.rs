@@ -1,6 +1,7 @@
 //! An answer before it becomes an HTTP response, and the contract's error answer for a `BookingError` or for
 //! the way a database call failed.
 
+use futures::future::LocalBoxFuture;
 use serde_json::Value;
 
 use crate::booking::error::{BookingError, ErrorCode, Step};
@@ -18,6 +19,18 @@ pub struct Answer {
 impl Answer {
     pub fn error(error: &BookingError, request_id: &RequestId, clock: &impl Clock, expose_debug: bool) -> Self {
         Answer { status: error.code.status(), headers: Vec::new(), body: error.body(request_id.as_str(), &clock.rfc3339(), expose_debug) }
+    }
+}
+
+/// An answer, and work that must go on after it has been sent (a booking's first sync attempt past its budget).
+pub struct Answered<'a> {
+    pub answer: Answer,
+    pub after_answer: Option<LocalBoxFuture<'a, ()>>,
+}
+
+impl From<Answer> for Answered<'_> {
+    fn from(answer: Answer) -> Self {
+        Answered { answer, after_answer: None }
     }
 }
 

@@ -2,12 +2,18 @@
 //! `book_appointment` (a `BookingStore`) -> the first IntakeQ sync attempt (`sync::record`) -> the answer,
 //! with each step's start and outcome logged (the request id comes from the enclosing span) and, after any
 //! failure past parsing, a failure record. The booking stands whatever IntakeQ does: a failed sync leaves it
-//! `pending_sync` (or `failed`) with a warning, and its job for the cron.
+//! `pending_sync` (or `failed`) with a warning, and its job for the cron. The answer waits for the attempt at
+//! most `inline_sync_budget`; an attempt still running then goes on after the answer (`Answered::after_answer`,
+//! which the runtime keeps alive) under its lease, and records its result itself.
 
+use std::time::Duration;
+
+use futures::future::{select, Either, LocalBoxFuture};
+use futures::FutureExt;
 use serde_json::json;
 use tracing::{error, info, warn};
 
-use super::answer::{booking_error, Answer};
+use super::answer::{booking_error, Answer, Answered};
 use crate::booking::error::BookingError;
 use crate::booking::model::{rfc3339, BookingOutcome, SyncStatus};
 use crate::booking::request::BookingRequest;
@@ -15,7 +21,7 @@ use crate::booking::store::{BookingStore, FailureRecord, StoreError};
 use crate::intakeq::Intakeq;
 use crate::support::clock::Clock;
 use crate::support::request_id::RequestId;
-use crate::sync::job::SyncJob;
+use crate::sync::job::{RecordedJob, SyncJob};
 use crate::sync::record::{attempt_and_record, AttemptSettings};
 use crate::sync::store::SyncStore;
 
@@ -23,25 +29,28 @@ pub struct FlowSettings {
     pub expose_error_debug: bool,
     pub sync_lease_seconds: u32,
     pub sync_attempt: AttemptSettings,
+    /// How long the answer waits for the first sync attempt (INLINE_SYNC_BUDGET_MS).
+    pub inline_sync_budget: Duration,
 }
 
 /// `intakeq` is `None` when the worker has no IntakeQ key: the booking then waits in the outbox.
-pub async fn book(
-    store: &(impl BookingStore + SyncStore),
-    intakeq: Option<&impl Intakeq>,
-    clock: &impl Clock,
-    request_id: &RequestId,
+pub async fn book<'a>(
+    store: &'a (impl BookingStore + SyncStore),
+    intakeq: Option<&'a impl Intakeq>,
+    clock: &'a impl Clock,
+    request_id: &'a RequestId,
     body: &[u8],
     idempotency_header: Option<&str>,
     settings: &FlowSettings,
-) -> Answer {
+) -> Answered<'a> {
+    let answered = Answered::from;
     info!(step = "request_validation", outcome = "started", bytes = body.len());
     let booking = match BookingRequest::parse(body, idempotency_header, clock.now()) {
         Ok(booking) => booking,
         Err(field_errors) => {
             let fields: Vec<&str> = field_errors.iter().map(|e| e.field.as_str()).collect();
             warn!(step = "request_validation", outcome = "rejected", code = "INVALID_REQUEST", fields = ?fields);
-            return Answer::error(&BookingError::invalid(field_errors), request_id, clock, settings.expose_error_debug);
+            return answered(Answer::error(&BookingError::invalid(field_errors), request_id, clock, settings.expose_error_debug));
         }
     };
     info!(step = "request_validation", outcome = "ok", booking = %booking.masked_summary());
@@ -59,10 +68,27 @@ pub async fn book(
                 patient_created = booked.patient_created, is_duplicate = booked.is_duplicate, replayed = booked.replayed,
                 status = booking.status.as_str(), sync_status = booking.sync_status.as_str()
             );
-            if let Some(intakeq) = intakeq.filter(|_| !booked.is_duplicate && !booked.replayed) {
-                sync_now(store, intakeq, clock, request_id, &mut booked, &settings.sync_attempt).await;
+            let Some(attempt) = intakeq.filter(|_| !booked.is_duplicate && !booked.replayed)
+                .and_then(|intakeq| first_attempt(store, intakeq, clock, request_id, &booked, settings.sync_attempt))
+            else {
+                return answered(success(&booked, request_id));
+            };
+            match select(attempt, futures_timer::Delay::new(settings.inline_sync_budget)).await {
+                Either::Left((recorded, _)) => {
+                    if let Some(recorded) = recorded {
+                        let now = &recorded.job.booking;
+                        booked.booking.status = now.status;
+                        booked.booking.sync_status = now.sync_status;
+                        booked.booking.pq_appointment_id = now.pq_appointment_id.clone();
+                        booked.booking.intake_forms = now.intake_forms.clone();
+                    }
+                    answered(success(&booked, request_id))
+                }
+                Either::Right(((), still_running)) => {
+                    info!(step = "sync_attempt", outcome = "continues_after_answer", budget_ms = settings.inline_sync_budget.as_millis() as u64);
+                    Answered { answer: success(&booked, request_id), after_answer: Some(still_running.map(drop).boxed_local()) }
+                }
             }
-            success(&booked, request_id)
         }
         Err(store_error) => {
             let error = booking_error(&store_error);
@@ -74,25 +100,24 @@ pub async fn book(
                 warn!(step = %step, outcome = "refused", code = %code, duration_ms, debug = %store_error.debug());
             }
             record_failure(store, request_id, &error, &store_error).await;
-            Answer::error(&error, request_id, clock, settings.expose_error_debug)
+            answered(Answer::error(&error, request_id, clock, settings.expose_error_debug))
         }
     }
 }
 
-/// The first sync attempt, by the request that booked (it holds the job's lease). Whatever happens, the answer
-/// is what the database then says about the appointment.
-async fn sync_now(
-    store: &impl SyncStore,
-    intakeq: &impl Intakeq,
-    clock: &impl Clock,
-    request_id: &RequestId,
-    booked: &mut BookingOutcome,
-    settings: &AttemptSettings,
-) {
+/// The first sync attempt, by the request that booked (it holds the job's lease); `None` when the lease is
+/// another's. It answers the job as recorded (`None` when the result could not be recorded: the job stays leased
+/// to this request; when the lease runs out the cron takes it, and reconciles).
+fn first_attempt<'a>(
+    store: &'a impl SyncStore,
+    intakeq: &'a impl Intakeq,
+    clock: &'a impl Clock,
+    request_id: &'a RequestId,
+    booked: &BookingOutcome,
+    settings: AttemptSettings,
+) -> Option<LocalBoxFuture<'a, Option<RecordedJob>>> {
     let booking = &booked.booking;
-    let Some(lease) = booking.sync_job.as_ref().filter(|j| j.locked_by.as_deref() == Some(request_id.as_str())) else {
-        return;
-    };
+    let lease = booking.sync_job.as_ref().filter(|j| j.locked_by.as_deref() == Some(request_id.as_str()))?;
     let job = SyncJob {
         job_id: lease.id,
         attempt: 1,
@@ -103,17 +128,10 @@ async fn sync_now(
         state: lease.state,
         lease_token: lease.lease_token,
         lease_seconds_left: lease.lease_seconds_left,
+        intakeq_calls_reserved: None,
         booking: booking.clone(),
     };
-    // When the result cannot be recorded, the job stays leased to this request; when the lease runs out the
-    // cron takes it, and reconciles.
-    if let Ok(recorded) = attempt_and_record(store, intakeq, clock, &job, request_id.as_str(), settings).await.recorded {
-        let now = &recorded.job.booking;
-        booked.booking.status = now.status;
-        booked.booking.sync_status = now.sync_status;
-        booked.booking.pq_appointment_id = now.pq_appointment_id.clone();
-        booked.booking.intake_forms = now.intake_forms.clone();
-    }
+    Some(async move { attempt_and_record(store, intakeq, clock, &job, request_id.as_str(), &settings).await.recorded.ok() }.boxed_local())
 }
 
 /// Keeps the failure findable by request id. A failure here is logged, never shown to the patient.

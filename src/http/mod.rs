@@ -13,10 +13,13 @@ mod answer;
 pub mod booking_route;
 mod staff;
 
+use std::time::Duration;
+
+use futures::future::LocalBoxFuture;
 use serde_json::{json, Value};
 use tracing::{info, warn, Instrument};
 
-use answer::Answer;
+use answer::{Answer, Answered};
 use booking_route::FlowSettings;
 use crate::booking::error::{BookingError, ErrorCode, Step};
 use crate::booking::store::BookingStore;
@@ -74,53 +77,60 @@ impl HttpResponse {
     }
 }
 
+/// A request handled: the response, and work that must go on after it has been sent (a booking's first sync
+/// attempt past its budget; the runtime keeps it alive).
+pub struct Handled<'a> {
+    pub response: HttpResponse,
+    pub after_response: Option<LocalBoxFuture<'a, ()>>,
+}
+
 /// Handles one request under `request_id` (see `RequestId::from_header`). `store` is `None` when the
 /// configuration is unusable (`config` then says why); `intakeq` when IntakeQ is not configured.
-pub async fn handle<S: BookingStore + SyncStore, Q: Intakeq>(
-    request: &HttpRequest,
-    request_id: &RequestId,
-    config: &Result<Config, Vec<&'static str>>,
-    store: Option<&S>,
-    intakeq: Option<&Q>,
-    clock: &impl Clock,
-) -> HttpResponse {
+pub async fn handle<'a, S: BookingStore + SyncStore, Q: Intakeq>(
+    request: &'a HttpRequest,
+    request_id: &'a RequestId,
+    config: &'a Result<Config, Vec<&'static str>>,
+    store: Option<&'a S>,
+    intakeq: Option<&'a Q>,
+    clock: &'a impl Clock,
+) -> Handled<'a> {
     let span = tracing::info_span!("request", request_id = %request_id.as_str());
     async {
         info!(step = "request", outcome = "started", method = %request.method, path = %request.path);
         let allowed_origin = request
             .header("origin")
             .filter(|origin| config.as_ref().is_ok_and(|c| c.allowed_origins.iter().any(|o| o == origin)));
-        let answer = route(request, config, store, intakeq, clock, request_id).await;
+        let Answered { answer, after_answer } = route(request, config, store, intakeq, clock, request_id).await;
         info!(step = "request", outcome = "answered", status = answer.status);
-        respond(answer, request_id, allowed_origin, request.method == "OPTIONS")
+        Handled { response: respond(answer, request_id, allowed_origin, request.method == "OPTIONS"), after_response: after_answer }
     }
     .instrument(span)
     .await
 }
 
-async fn route<S: BookingStore + SyncStore, Q: Intakeq>(
-    request: &HttpRequest,
-    config: &Result<Config, Vec<&'static str>>,
-    store: Option<&S>,
-    intakeq: Option<&Q>,
-    clock: &impl Clock,
-    request_id: &RequestId,
-) -> Answer {
+async fn route<'a, S: BookingStore + SyncStore, Q: Intakeq>(
+    request: &'a HttpRequest,
+    config: &'a Result<Config, Vec<&'static str>>,
+    store: Option<&'a S>,
+    intakeq: Option<&'a Q>,
+    clock: &'a impl Clock,
+    request_id: &'a RequestId,
+) -> Answered<'a> {
     let expose_debug = config.as_ref().is_ok_and(|c| c.expose_error_debug);
-    let fail = |code, step| Answer::error(&BookingError::new(code, step), request_id, clock, expose_debug);
+    let fail = |code, step| Answer::error(&BookingError::new(code, step), request_id, clock, expose_debug).into();
     let Some(allowed) = allowed_methods(&request.path) else {
         return fail(ErrorCode::NotFound, Step::Routing);
     };
     if request.method == "OPTIONS" {
-        return Answer { status: 204, headers: Vec::new(), body: Value::Null };
+        return Answer { status: 204, headers: Vec::new(), body: Value::Null }.into();
     }
     if !allowed.split(", ").any(|m| m == request.method) {
-        let mut answer = fail(ErrorCode::MethodNotAllowed, Step::RequestValidation);
+        let mut answer = Answer::error(&BookingError::new(ErrorCode::MethodNotAllowed, Step::RequestValidation), request_id, clock, expose_debug);
         answer.headers.push(("Allow", allowed.into()));
-        return answer;
+        return answer.into();
     }
     if request.path == OPENAPI_PATH {
-        return Answer { status: 200, headers: Vec::new(), body: serde_json::from_str(OPENAPI_DOCUMENT).unwrap_or(Value::Null) };
+        return Answer { status: 200, headers: Vec::new(), body: serde_json::from_str(OPENAPI_DOCUMENT).unwrap_or(Value::Null) }.into();
     }
     let (config, store) = match (config, store) {
         (Ok(config), Some(store)) => (config, store),
@@ -148,18 +158,19 @@ async fn route<S: BookingStore + SyncStore, Q: Intakeq>(
                 expose_error_debug: config.expose_error_debug,
                 sync_lease_seconds: config.sync_lease_seconds,
                 sync_attempt: config.attempt_settings(),
+                inline_sync_budget: Duration::from_millis(config.inline_sync_budget_ms),
             };
             let idempotency_key = request.header("idempotency-key");
             booking_route::book(store, intakeq, clock, request_id, &request.body, idempotency_key, &settings).await
         }
         ("GET", HEALTH_PATH) => match store.health().await {
-            Ok(()) => Answer { status: 200, headers: Vec::new(), body: json!({"status": "ok", "database": "ok"}) },
+            Ok(()) => Answer { status: 200, headers: Vec::new(), body: json!({"status": "ok", "database": "ok"}) }.into(),
             Err(error) => {
                 warn!(step = "health", outcome = "failed", debug = %error.debug());
-                Answer { status: 503, headers: Vec::new(), body: json!({"status": "unavailable", "database": "unavailable"}) }
+                Answer { status: 503, headers: Vec::new(), body: json!({"status": "unavailable", "database": "unavailable"}) }.into()
             }
         },
-        ("GET", SYNC_HEALTH_PATH) | ("POST", REQUEUE_PATH) => staff::route(request, config, store, clock, request_id).await,
+        ("GET", SYNC_HEALTH_PATH) | ("POST", REQUEUE_PATH) => staff::route(request, config, store, clock, request_id).await.into(),
         _ => fail(ErrorCode::NotFound, Step::Routing),
     }
 }

@@ -25,7 +25,9 @@ fn request(method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> H
 
 fn send(store: &FakeStore, request: &HttpRequest) -> HttpResponse {
     let request_id = RequestId::from_header(request.header("x-request-id"));
-    block_on(handle(request, &request_id, &config(), Some(store), None::<&FakeIntakeq>, &FixedClock))
+    let config = config();
+    let handled = block_on(handle(request, &request_id, &config, Some(store), None::<&FakeIntakeq>, &FixedClock));
+    handled.response
 }
 
 fn json_body(response: &HttpResponse) -> Value {
@@ -102,7 +104,8 @@ fn health_reports_the_database() {
 fn a_missing_setting_is_an_internal_error_that_names_nothing_to_the_client() {
     let broken: Result<Config, Vec<&'static str>> = Err(vec!["SUPABASE_SERVICE_ROLE_KEY"]);
     let request = request("POST", BOOKING_PATH, &[("Content-Type", "application/json")], &form());
-    let response = block_on(handle::<FakeStore, FakeIntakeq>(&request, &RequestId::from_header(None), &broken, None, None, &FixedClock));
+    let request_id = RequestId::from_header(None);
+    let response = block_on(handle::<FakeStore, FakeIntakeq>(&request, &request_id, &broken, None, None, &FixedClock)).response;
     let body = json_body(&response);
     assert_eq!((response.status, body["code"].as_str(), body["step"].as_str()), (500, Some("INTERNAL_ERROR"), Some("configuration")));
     assert!(!response.body.contains("SUPABASE_SERVICE_ROLE_KEY"));

@@ -41,6 +41,8 @@ pub enum IntakeqError {
     TooManyPages,
     /// Not sent: the caller's lease would run out before the call could finish.
     LeaseTooShort,
+    /// Not sent: IntakeQ's call budget has no call left for the caller now.
+    NoBudget,
 }
 
 impl IntakeqError {
@@ -49,7 +51,8 @@ impl IntakeqError {
         match self {
             IntakeqError::RateLimited { .. } | IntakeqError::ServerError { .. } | IntakeqError::NotJson { .. } => true,
             IntakeqError::Rejected { status, .. } => !matches!(status, 401 | 403),
-            IntakeqError::TimedOut | IntakeqError::Unreachable(_) | IntakeqError::TooManyPages | IntakeqError::LeaseTooShort => false,
+            IntakeqError::TimedOut | IntakeqError::Unreachable(_) | IntakeqError::TooManyPages | IntakeqError::LeaseTooShort
+            | IntakeqError::NoBudget => false,
         }
     }
 }
@@ -66,6 +69,7 @@ impl fmt::Display for IntakeqError {
             IntakeqError::Rejected { status, message } => write!(f, "rejected ({status}): {message}"),
             IntakeqError::TooManyPages => write!(f, "more pages than an attempt reads"),
             IntakeqError::LeaseTooShort => write!(f, "not sent: the lease would run out first"),
+            IntakeqError::NoBudget => write!(f, "not sent: IntakeQ's call budget has no call left for now"),
         }
     }
 }

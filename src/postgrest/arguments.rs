@@ -7,7 +7,7 @@ use uuid::Uuid;
 use crate::booking::request::{BookingRequest, Email, Patient, Phone, Text};
 use crate::booking::store::FailureRecord;
 use crate::support::request_id::RequestId;
-use crate::sync::job::{FailureKind, IntakeOutcome, RetryPolicy, SyncJob, SyncOutcome};
+use crate::sync::job::{CallBudget, CallsMade, FailureKind, IntakeOutcome, RetryPolicy, SyncJob, SyncOutcome};
 
 /// The named arguments of `book_appointment`; absent optional values are left out (their defaults apply).
 pub fn book_appointment(booking: &BookingRequest, request_id: &RequestId, sync_lease_seconds: u32) -> Value {
@@ -74,17 +74,37 @@ pub fn record_booking_failure(failure: &FailureRecord) -> Value {
     })
 }
 
-pub fn claim_sync_jobs(runner: &str, limit: u32, lease_seconds: u32, policy: &RetryPolicy) -> Value {
-    json!({"p_runner": runner, "p_limit": limit, "p_lease_seconds": lease_seconds,
+pub fn claim_sync_jobs(runner: &str, limit: u32, lease_seconds: u32, policy: &RetryPolicy, budget: &CallBudget) -> Value {
+    let mut arguments = json!({"p_runner": runner, "p_limit": limit, "p_lease_seconds": lease_seconds,
            "p_retry_window_hours": policy.retry_window_hours, "p_max_attempts": policy.max_attempts,
-           "p_max_backoff_minutes": policy.max_backoff_minutes})
+           "p_max_backoff_minutes": policy.max_backoff_minutes});
+    extend(&mut arguments, intakeq_budget(budget));
+    arguments
 }
 
-pub fn record_sync_result(job: &SyncJob, runner: &str, outcome: &SyncOutcome, intakeq_answered: bool, policy: &RetryPolicy) -> Value {
+/// The call budget's settings, as every budget function takes them.
+pub fn intakeq_budget(budget: &CallBudget) -> Value {
+    json!({"p_calls_per_minute": budget.per_minute, "p_calls_per_day": budget.per_day, "p_minute_ms": budget.minute_ms})
+}
+
+pub fn reserve_intakeq_calls(job: &SyncJob, runner: &str, calls: Option<u32>, budget: &CallBudget) -> Value {
+    let mut arguments = json!({"p_job_id": job.job_id, "p_runner": runner, "p_lease_token": job.lease_token, "p_calls": calls});
+    extend(&mut arguments, intakeq_budget(budget));
+    arguments
+}
+
+fn extend(arguments: &mut Value, more: Value) {
+    if let (Some(arguments), Value::Object(more)) = (arguments.as_object_mut(), more) {
+        arguments.extend(more);
+    }
+}
+
+pub fn record_sync_result(job: &SyncJob, runner: &str, outcome: &SyncOutcome, calls: &CallsMade, policy: &RetryPolicy) -> Value {
     let mut arguments = json!({
         "p_job_id": job.job_id, "p_runner": runner, "p_lease_token": job.lease_token,
         "p_max_attempts": policy.max_attempts, "p_max_backoff_minutes": policy.max_backoff_minutes,
-        "p_retry_window_hours": policy.retry_window_hours, "p_intakeq_answered": intakeq_answered,
+        "p_retry_window_hours": policy.retry_window_hours, "p_intakeq_answered": calls.intakeq_answered,
+        "p_intakeq_calls_made": calls.made, "p_rate_limited_seconds": calls.rate_limited_seconds,
     });
     let fields: Value = match outcome {
         SyncOutcome::Synced { pq_appointment_id, client_id, intake } => {
@@ -98,7 +118,7 @@ pub fn record_sync_result(job: &SyncJob, runner: &str, outcome: &SyncOutcome, in
                     synced["p_intake_outcome"] = json!(match kind {
                         FailureKind::Transient | FailureKind::Ambiguous | FailureKind::Permanent => "failed",
                         FailureKind::Authentication => "auth_failed",
-                        FailureKind::RateLimited | FailureKind::LeaseTooShort => "released",
+                        FailureKind::RateLimited | FailureKind::LeaseTooShort | FailureKind::NoBudget => "released",
                     });
                     synced["p_intake_error"] = json!(error);
                     synced["p_intake_error_kind"] = json!(kind.as_str());
@@ -119,15 +139,13 @@ pub fn record_sync_result(job: &SyncJob, runner: &str, outcome: &SyncOutcome, in
                 "p_lookup_completed": lookup_completed,
             }),
             FailureKind::Authentication => json!({"p_outcome": "auth_failed", "p_error": error}),
-            FailureKind::RateLimited | FailureKind::LeaseTooShort => json!({
+            FailureKind::RateLimited | FailureKind::LeaseTooShort | FailureKind::NoBudget => json!({
                 "p_outcome": "released", "p_error": error, "p_retry_after_seconds": retry_after_seconds,
                 "p_intakeq_client_id": client_id,
             }),
         },
     };
-    if let (Some(arguments), Value::Object(fields)) = (arguments.as_object_mut(), fields) {
-        arguments.extend(fields);
-    }
+    extend(&mut arguments, fields);
     arguments
 }
 
@@ -195,17 +213,20 @@ fn the_rpc_arguments_carry_the_booking() {
             client_id: Some("1001".into()), retry_after_seconds: None, lookup_completed: true,
         };
         assert_eq!(
-            record_sync_result(&job, "cron-1", &failed, true, &policy),
+            record_sync_result(&job, "cron-1", &failed, &CallsMade { intakeq_answered: true, made: 3, rate_limited_seconds: None }, &policy),
             json!({"p_job_id": job.job_id, "p_runner": "cron-1", "p_lease_token": job.lease_token, "p_max_attempts": null,
-                   "p_max_backoff_minutes": 30, "p_retry_window_hours": 72, "p_intakeq_answered": true, "p_outcome": "failed",
+                   "p_max_backoff_minutes": 30, "p_retry_window_hours": 72, "p_intakeq_answered": true,
+                   "p_intakeq_calls_made": 3, "p_rate_limited_seconds": null, "p_outcome": "failed",
                    "p_error_kind": "ambiguous", "p_error": "POST /appointments: no answer in time",
                    "p_intakeq_client_id": "1001", "p_retry_after_seconds": null, "p_lookup_completed": true})
         );
         let outcome = |kind| SyncOutcome::Failed { kind, error: "e".into(), client_id: None, retry_after_seconds: Some(30), lookup_completed: false };
-        for (kind, name) in [(FailureKind::RateLimited, "released"), (FailureKind::LeaseTooShort, "released"), (FailureKind::Authentication, "auth_failed")] {
-            assert_eq!(record_sync_result(&job, "cron-1", &outcome(kind), false, &policy)["p_outcome"], name, "{kind:?}");
+        let none = CallsMade::default();
+        for (kind, name) in [(FailureKind::RateLimited, "released"), (FailureKind::LeaseTooShort, "released"),
+                             (FailureKind::NoBudget, "released"), (FailureKind::Authentication, "auth_failed")] {
+            assert_eq!(record_sync_result(&job, "cron-1", &outcome(kind), &none, &policy)["p_outcome"], name, "{kind:?}");
         }
         let cancelled = SyncOutcome::Cancelled { found_upstream: Some("a".repeat(24)), client_id: None };
-        assert_eq!(record_sync_result(&job, "cron-1", &cancelled, false, &policy)["p_outcome"], "cancelled");
+        assert_eq!(record_sync_result(&job, "cron-1", &cancelled, &none, &policy)["p_outcome"], "cancelled");
     }
 }

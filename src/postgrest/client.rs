@@ -17,7 +17,7 @@ use crate::booking::store::{BookingStore, FailureRecord, StoreError};
 use crate::config::Config;
 use crate::support::deadline::within;
 use crate::support::request_id::RequestId;
-use crate::sync::job::{RecordedJob, RetryPolicy, SyncJob, SyncOutcome};
+use crate::sync::job::{CallBudget, CallsMade, RecordedJob, Reservation, RetryPolicy, SyncJob, SyncOutcome};
 use crate::sync::store::SyncStore;
 
 pub struct PostgrestStore {
@@ -86,13 +86,28 @@ impl AlertStore for PostgrestStore {
 }
 
 impl SyncStore for PostgrestStore {
-    async fn claim_sync_jobs(&self, runner: &str, limit: u32, lease_seconds: u32, policy: &RetryPolicy) -> Result<Vec<SyncJob>, StoreError> {
-        self.call("claim_sync_jobs", &arguments::claim_sync_jobs(runner, limit, lease_seconds, policy)).await
+    async fn claim_sync_jobs(&self, runner: &str, limit: u32, lease_seconds: u32, policy: &RetryPolicy, budget: &CallBudget)
+        -> Result<Vec<SyncJob>, StoreError> {
+        self.call("claim_sync_jobs", &arguments::claim_sync_jobs(runner, limit, lease_seconds, policy, budget)).await
     }
 
-    async fn record_sync_result(&self, job: &SyncJob, runner: &str, outcome: &SyncOutcome, intakeq_answered: bool, policy: &RetryPolicy)
+    async fn reserve_intakeq_calls(&self, job: &SyncJob, runner: &str, calls: Option<u32>, budget: &CallBudget)
+        -> Result<Reservation, StoreError> {
+        self.call("reserve_intakeq_calls", &arguments::reserve_intakeq_calls(job, runner, calls, budget)).await
+    }
+
+    async fn intakeq_budget_wait(&self, budget: &CallBudget) -> Result<Option<u64>, StoreError> {
+        #[derive(serde::Deserialize)]
+        struct Wait {
+            wait_ms: Option<u64>,
+        }
+        let wait: Wait = self.call("intakeq_budget_wait", &arguments::intakeq_budget(budget)).await?;
+        Ok(wait.wait_ms)
+    }
+
+    async fn record_sync_result(&self, job: &SyncJob, runner: &str, outcome: &SyncOutcome, calls: &CallsMade, policy: &RetryPolicy)
         -> Result<RecordedJob, StoreError> {
-        self.call("record_sync_result", &arguments::record_sync_result(job, runner, outcome, intakeq_answered, policy)).await
+        self.call("record_sync_result", &arguments::record_sync_result(job, runner, outcome, calls, policy)).await
     }
 
     async fn sync_health(&self) -> Result<Value, StoreError> {

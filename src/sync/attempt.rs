@@ -1,13 +1,14 @@
 //! One attempt to put a booking into IntakeQ, safe to repeat: reuse an IntakeQ client only when it is the same
 //! person (IntakeQ's search is partial, and a family may share an email); when an earlier attempt may have
 //! created the appointment, look it up before posting (IntakeQ has no idempotency key); then send the intake
-//! questionnaire, looking for an earlier send the same way. Every call goes through the job's `Lease`. No I/O of
-//! its own: IntakeQ is a trait.
+//! questionnaire, looking for an earlier send the same way. Every call goes through the job's `Lease` (its time
+//! and IntakeQ's call budget). No I/O of its own: IntakeQ is a trait.
 
 use std::cell::Cell;
 use std::future::Future;
 
 use chrono::{DateTime, Days, Utc};
+use futures::future::LocalBoxFuture;
 use tracing::{info, warn};
 
 use super::job::{FailureKind, IntakeOutcome, SyncJob, SyncOutcome};
@@ -19,26 +20,42 @@ use crate::support::clock::Clock;
 /// How many pages of one search an attempt reads at most (100 records a page).
 const MAX_PAGES: u32 = 20;
 
+/// Asks the call budget for one more call when an attempt has made every call reserved for it (a search that
+/// ran to a second page, say); answers whether it was granted.
+pub type TopUp<'a> = Box<dyn Fn() -> LocalBoxFuture<'a, bool> + 'a>;
+
 /// The lease an attempt runs under, through which every IntakeQ call goes: no call starts unless it can finish
-/// (and be recorded) before the lease runs out, so no other runner can be working on the job at the same time.
-/// It also notes whether IntakeQ answered any call (so our key works).
+/// (and be recorded) before the lease runs out, so no other runner can be working on the job at the same time;
+/// and none without a call of IntakeQ's budget (reserved for the attempt, or topped up). It also notes whether
+/// IntakeQ answered any call (so our key works) and how many calls were made.
 pub struct Lease<'a, C> {
     clock: &'a C,
     /// The last moment a call may start: the lease's end less one call and one database call.
     last_call_start: DateTime<Utc>,
     answered: Cell<bool>,
+    /// The calls the budget granted this attempt, and the calls made.
+    granted: Cell<u32>,
+    made: Cell<u32>,
+    top_up: Option<TopUp<'a>>,
 }
 
 impl<'a, C: Clock> Lease<'a, C> {
-    pub fn new(clock: &'a C, last_call_start: DateTime<Utc>) -> Self {
-        Lease { clock, last_call_start, answered: Cell::new(false) }
+    pub fn new(clock: &'a C, last_call_start: DateTime<Utc>, granted: u32, top_up: Option<TopUp<'a>>) -> Self {
+        Lease { clock, last_call_start, answered: Cell::new(false), granted: Cell::new(granted), made: Cell::new(0), top_up }
     }
 
-    /// Makes `call` if the lease allows it.
+    /// Makes `call` if the lease and the budget allow it.
     async fn call<T>(&self, call: impl Future<Output = Result<T, IntakeqError>>) -> Result<T, IntakeqError> {
         if self.clock.now() > self.last_call_start {
             return Err(IntakeqError::LeaseTooShort);
         }
+        if self.made.get() >= self.granted.get() {
+            match &self.top_up {
+                Some(top_up) if top_up().await => self.granted.set(self.granted.get() + 1),
+                _ => return Err(IntakeqError::NoBudget),
+            }
+        }
+        self.made.set(self.made.get() + 1);
         let result = call.await;
         if result.as_ref().map_or_else(IntakeqError::accepted_our_key, |_| true) {
             self.answered.set(true);
@@ -49,6 +66,11 @@ impl<'a, C: Clock> Lease<'a, C> {
     /// IntakeQ answered at least one call of this attempt without refusing our key.
     pub fn intakeq_answered(&self) -> bool {
         self.answered.get()
+    }
+
+    /// The IntakeQ calls this attempt made.
+    pub fn calls_made(&self) -> u32 {
+        self.made.get()
     }
 }
 
@@ -62,6 +84,7 @@ fn kind_of(error: &IntakeqError, may_have_created: bool) -> FailureKind {
     match error {
         IntakeqError::RateLimited { .. } => FailureKind::RateLimited,
         IntakeqError::LeaseTooShort => FailureKind::LeaseTooShort,
+        IntakeqError::NoBudget => FailureKind::NoBudget,
         IntakeqError::Rejected { status: 401 | 403, .. } => FailureKind::Authentication,
         IntakeqError::Rejected { .. } => FailureKind::Permanent,
         _ if may_have_created => FailureKind::Ambiguous,

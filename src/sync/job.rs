@@ -25,6 +25,10 @@ pub struct SyncJob {
     pub lease_token: Option<Uuid>,
     /// How long the lease had left when the database answered (its clock, not ours).
     pub lease_seconds_left: Option<i64>,
+    /// The IntakeQ calls reserved for this lease from the call budget (the claim reserves them); `None`: none
+    /// yet (the booking request's lease reserves its own before its first call).
+    #[serde(default)]
+    pub intakeq_calls_reserved: Option<u32>,
     pub booking: Booking,
 }
 
@@ -51,6 +55,9 @@ pub enum FailureKind {
     RateLimited,
     /// The lease would run out before another call could finish: stopped untried; no attempt is spent.
     LeaseTooShort,
+    /// IntakeQ's call budget (shared by every runner) has no call left for now: stopped untried; no attempt is
+    /// spent, and the job waits for the cron, which serves the oldest booking first.
+    NoBudget,
 }
 
 impl FailureKind {
@@ -62,13 +69,14 @@ impl FailureKind {
             FailureKind::Authentication => "authentication",
             FailureKind::RateLimited => "rate_limited",
             FailureKind::LeaseTooShort => "lease_too_short",
+            FailureKind::NoBudget => "no_budget",
         }
     }
 
     /// Stopped before anything could happen upstream, or refused for reasons not the job's: the attempt is
     /// given back.
     pub fn spends_no_attempt(self) -> bool {
-        matches!(self, FailureKind::Authentication | FailureKind::RateLimited | FailureKind::LeaseTooShort)
+        matches!(self, FailureKind::Authentication | FailureKind::RateLimited | FailureKind::LeaseTooShort | FailureKind::NoBudget)
     }
 
     /// The whole queue should stop for now (IntakeQ will refuse the next job too).
@@ -116,4 +124,41 @@ pub struct RetryPolicy {
     pub max_attempts: Option<u32>,
     pub max_backoff_minutes: u32,
     pub retry_window_hours: u32,
+}
+
+/// One budget for every IntakeQ call (INTAKEQ_CALLS_PER_MINUTE, INTAKEQ_CALLS_PER_DAY), kept by the database so
+/// that every isolate draws on the same one. `minute_ms` is how long the budget's minute lasts: 60000, except
+/// in tests and benches that speed up the clock (INTAKEQ_BUDGET_MINUTE_MS).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CallBudget {
+    pub per_minute: u32,
+    pub per_day: u32,
+    pub minute_ms: u32,
+}
+
+impl CallBudget {
+    /// How long a 429 without `Retry-After` pauses every caller: one of the budget's minutes, in whole seconds.
+    pub fn pause_after_429_seconds(&self, retry_after_seconds: Option<u64>) -> u64 {
+        retry_after_seconds.unwrap_or_else(|| u64::from(self.minute_ms).div_ceil(1000)).max(1)
+    }
+}
+
+/// What `reserve_intakeq_calls` answers: the calls granted now, or how long until they would fit (`None`: not
+/// for this caller; the cron will serve the job).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub struct Reservation {
+    pub reserved: bool,
+    pub calls: u32,
+    pub wait_ms: Option<u64>,
+}
+
+/// What an attempt tells the database about its IntakeQ calls, beside its outcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CallsMade {
+    /// IntakeQ answered at least one call without refusing our key (a paused queue resumes).
+    pub intakeq_answered: bool,
+    /// The calls made (the rest of the reservation goes back to the budget).
+    pub made: u32,
+    /// A 429: every caller waits this long.
+    pub rate_limited_seconds: Option<u64>,
 }

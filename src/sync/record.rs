@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use tracing::{info, warn, Instrument};
 
-use super::attempt::{sync_booking, Lease};
-use super::job::{RecordedJob, RetryPolicy, SyncJob, SyncOutcome};
+use super::attempt::{sync_booking, Lease, TopUp};
+use super::job::{CallBudget, CallsMade, FailureKind, IntakeOutcome, RecordedJob, RetryPolicy, SyncJob, SyncOutcome};
 use super::store::SyncStore;
 use crate::booking::store::StoreError;
 use crate::intakeq::Intakeq;
@@ -20,6 +20,8 @@ pub struct AttemptSettings {
     /// What one IntakeQ call and the recording of its result may take at most: no call starts later than this
     /// before the lease runs out.
     pub call_and_record: Duration,
+    /// IntakeQ's call budget, shared by every runner.
+    pub budget: CallBudget,
 }
 
 /// What came of an attempt: IntakeQ's side, and the database's record of it (an error when the result could
@@ -44,8 +46,22 @@ pub async fn attempt_and_record(
         // The lease's end on this runner's clock (the database says how long it has left, not when it ends).
         let margin = chrono::Duration::from_std(settings.call_and_record).unwrap_or(chrono::Duration::MAX);
         let left = chrono::Duration::seconds(job.lease_seconds_left.unwrap_or(0));
-        let lease = Lease::new(clock, clock.now() + left - margin);
-        let outcome = sync_booking(intakeq, &lease, job).await;
+        let top_up: TopUp = Box::new(|| {
+            Box::pin(async { store.reserve_intakeq_calls(job, runner, Some(1), &settings.budget).await.is_ok_and(|r| r.reserved) })
+        });
+        let (outcome, calls) = match reserved_calls(store, job, runner, &settings.budget).await {
+            Some(granted) => {
+                let lease = Lease::new(clock, clock.now() + left - margin, granted, Some(top_up));
+                let outcome = sync_booking(intakeq, &lease, job).await;
+                let rate_limited_seconds = retry_after_429(&outcome).map(|after| settings.budget.pause_after_429_seconds(after));
+                (outcome, CallsMade { intakeq_answered: lease.intakeq_answered(), made: lease.calls_made(), rate_limited_seconds })
+            }
+            None => {
+                let error = "IntakeQ's call budget has no calls left for this job now: it waits for the cron".to_owned();
+                let outcome = SyncOutcome::Failed { kind: FailureKind::NoBudget, error, client_id: None, retry_after_seconds: None, lookup_completed: false };
+                (outcome, CallsMade::default())
+            }
+        };
         match &outcome {
             SyncOutcome::Synced { pq_appointment_id, .. } => {
                 info!(step = "sync_attempt", outcome = "synced", pq_appointment_id = %pq_appointment_id)
@@ -57,7 +73,7 @@ pub async fn attempt_and_record(
                 warn!(step = "sync_attempt", outcome = "failed", kind = kind.as_str(), error = %error)
             }
         }
-        let recorded = store.record_sync_result(job, runner, &outcome, lease.intakeq_answered(), &settings.policy).await;
+        let recorded = store.record_sync_result(job, runner, &outcome, &calls, &settings.policy).await;
         match &recorded {
             Ok(recorded) if recorded.recorded => info!(
                 step = "sync_record", outcome = "ok", state = ?recorded.job.state,
@@ -72,4 +88,34 @@ pub async fn attempt_and_record(
     }
     .instrument(span)
     .await
+}
+
+/// The calls granted for this attempt: those the claim reserved, else a reservation of every call the job needs
+/// (the booking request's own lease). `None`: none now.
+async fn reserved_calls(store: &impl SyncStore, job: &SyncJob, runner: &str, budget: &CallBudget) -> Option<u32> {
+    if let Some(calls) = job.intakeq_calls_reserved {
+        return Some(calls);
+    }
+    match store.reserve_intakeq_calls(job, runner, None, budget).await {
+        Ok(reservation) if reservation.reserved => Some(reservation.calls),
+        Ok(reservation) => {
+            info!(step = "intakeq_budget", outcome = "no_calls_left", wait_ms = ?reservation.wait_ms);
+            None
+        }
+        Err(error) => {
+            warn!(step = "intakeq_budget", outcome = "failed", debug = %error.debug());
+            None
+        }
+    }
+}
+
+/// IntakeQ answered 429 (with its `Retry-After`, if any).
+fn retry_after_429(outcome: &SyncOutcome) -> Option<Option<u64>> {
+    match outcome {
+        SyncOutcome::Failed { kind: FailureKind::RateLimited, retry_after_seconds, .. }
+        | SyncOutcome::Synced {
+            intake: Some(IntakeOutcome::Failed { kind: FailureKind::RateLimited, retry_after_seconds, .. }), ..
+        } => Some(*retry_after_seconds),
+        _ => None,
+    }
 }

@@ -1,6 +1,11 @@
 //! The cron's work: up to `batch_size` jobs, each claimed only when the runner is ready to work it (one at a
-//! time, so no job waits in a batch while its lease runs out), attempted and recorded. A 429 or a refused key
-//! stops the run: the next job would meet the same answer.
+//! time, so no job waits in a batch while its lease runs out) and only with the IntakeQ calls it needs reserved
+//! from the budget, oldest booking first; attempted and recorded. When the oldest due job's calls do not fit
+//! yet, the run waits for them while it has time left (its `run_for`, the cron's period), so the budget is spent
+//! as it frees rather than at the next cron. A 429 or a refused key stops the run: the next job would meet the
+//! same answer.
+
+use std::time::Duration;
 
 use serde::Serialize;
 use tracing::info;
@@ -11,12 +16,18 @@ use super::store::SyncStore;
 use crate::booking::store::StoreError;
 use crate::intakeq::Intakeq;
 use crate::support::clock::Clock;
+use crate::support::deadline::pause;
 
 pub struct RunnerSettings {
     pub batch_size: u32,
     pub lease_seconds: u32,
     pub attempt: AttemptSettings,
+    /// How long a run may go on waiting for the budget (no wait would end later than this after its start).
+    pub run_for: Duration,
 }
+
+/// The shortest wait for the budget (the database's answer is in milliseconds; a wait of 0 is a race lost).
+const SHORTEST_WAIT: Duration = Duration::from_millis(50);
 
 #[derive(Debug, Default, PartialEq, Eq, Serialize)]
 pub struct RunSummary {
@@ -24,8 +35,10 @@ pub struct RunSummary {
     pub synced: usize,
     pub cancelled: usize,
     pub failed: usize,
-    /// Stopped untried (a 429, a refused key, a lease too short): no attempt spent.
+    /// Stopped untried (a 429, a refused key, a lease too short, no budget): no attempt spent.
     pub released: usize,
+    /// How long the run waited for IntakeQ's budget.
+    pub waited_ms: u64,
 }
 
 pub async fn run_once(
@@ -36,9 +49,21 @@ pub async fn run_once(
     settings: &RunnerSettings,
 ) -> Result<RunSummary, StoreError> {
     let mut summary = RunSummary::default();
+    let deadline = clock.now() + chrono::Duration::from_std(settings.run_for).unwrap_or(chrono::Duration::zero());
     while summary.claimed < settings.batch_size as usize {
-        let Some(job) = store.claim_sync_jobs(runner, 1, settings.lease_seconds, &settings.attempt.policy).await?.pop() else {
-            break;
+        let attempt = &settings.attempt;
+        let Some(job) = store.claim_sync_jobs(runner, 1, settings.lease_seconds, &attempt.policy, &attempt.budget).await?.pop() else {
+            // Nothing due, or the oldest due job's calls do not fit yet: wait for them if this run has the time.
+            let Some(wait_ms) = store.intakeq_budget_wait(&attempt.budget).await? else { break };
+            let wait = Duration::from_millis(wait_ms).max(SHORTEST_WAIT);
+            if clock.now() + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::MAX) > deadline {
+                info!(step = "intakeq_budget", outcome = "left_for_next_run", runner, wait_ms);
+                break;
+            }
+            info!(step = "intakeq_budget", outcome = "waiting", runner, wait_ms);
+            summary.waited_ms += wait.as_millis() as u64;
+            pause(wait).await;
+            continue;
         };
         summary.claimed += 1;
         match attempt_and_record(store, intakeq, clock, &job, runner, &settings.attempt).await.outcome {
@@ -58,7 +83,7 @@ pub async fn run_once(
         }
     }
     info!(step = "sync_run", outcome = "done", runner, claimed = summary.claimed, synced = summary.synced,
-          cancelled = summary.cancelled, failed = summary.failed, released = summary.released);
+          cancelled = summary.cancelled, failed = summary.failed, released = summary.released, waited_ms = summary.waited_ms);
     Ok(summary)
 }
 
@@ -73,7 +98,7 @@ mod tests {
 
     fn settings() -> RunnerSettings {
         let policy = RetryPolicy { max_attempts: None, max_backoff_minutes: 30, retry_window_hours: 72 };
-        RunnerSettings { batch_size: 10, lease_seconds: 60, attempt: AttemptSettings { policy, call_and_record: std::time::Duration::from_secs(10) } }
+        RunnerSettings { batch_size: 10, lease_seconds: 60, attempt: AttemptSettings { policy, call_and_record: std::time::Duration::from_secs(10), budget: crate::sync::job::CallBudget { per_minute: 10, per_day: 500, minute_ms: 60_000 } }, run_for: Duration::from_secs(60) }
     }
 
     fn run(store: &FakeStore, intakeq: &FakeIntakeq, settings: &RunnerSettings) -> RunSummary {
@@ -119,6 +144,19 @@ mod tests {
         let summary = run(&store, &intakeq, &settings());
         assert_eq!(summary, RunSummary { claimed: 1, released: 1, ..RunSummary::default() });
         assert!(store.reports.borrow()[0].2.contains("Authentication"));
+    }
+
+    #[test]
+    fn a_run_waits_for_the_budget_while_it_has_time_and_stops_when_the_wait_is_longer() {
+        let store = FakeStore::default();
+        store.due_jobs.borrow_mut().push(job(false));
+        // The job comes due only after one wait (the fake's claim hands out what is in due_jobs, so it is
+        // taken first; then nothing is due but the budget says 20 ms, then 5 minutes).
+        store.budget_waits.borrow_mut().extend([20, 300_000]);
+        let summary = run(&store, &FakeIntakeq::default(), &settings());
+        assert_eq!((summary.claimed, summary.synced), (1, 1));
+        assert_eq!(summary.waited_ms, 50, "one short wait (at least SHORTEST_WAIT), none of 5 minutes past the run's end");
+        assert_eq!(*store.claims.borrow(), [1, 1, 1], "a claim after the wait, then the run ended");
     }
 
     #[test]

@@ -5,8 +5,10 @@
 
 mod support;
 
+mod answer_budget;
 mod booking;
 mod browser;
+mod call_budget;
 mod concurrency;
 mod cors_and_logs;
 mod database_unavailable;

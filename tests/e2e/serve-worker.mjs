@@ -10,7 +10,8 @@ const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), "../.
 const settings = ["SUPABASE_URL", "SUPABASE_SERVICE_ROLE_KEY", "ALLOWED_ORIGINS", "EXPOSE_ERROR_DEBUG",
   "DATABASE_TIMEOUT_MS", "SYNC_LEASE_SECONDS", "INTAKEQ_BASE_URL", "INTAKEQ_API_KEY", "INTAKEQ_TIMEOUT_MS",
   "SYNC_BATCH_SIZE", "SYNC_MAX_ATTEMPTS", "SYNC_MAX_BACKOFF_MINUTES", "SYNC_RETRY_WINDOW_HOURS", "ADMIN_TOKEN",
-  "STAFF_ALERT_WEBHOOK_URL"];
+  "STAFF_ALERT_WEBHOOK_URL", "INTAKEQ_CALLS_PER_MINUTE", "INTAKEQ_CALLS_PER_DAY", "INTAKEQ_BUDGET_MINUTE_MS",
+  "INLINE_SYNC_BUDGET_MS"];
 const bindings = Object.fromEntries(settings.filter((k) => process.env[k] !== undefined).map((k) => [k, process.env[k]]));
 
 const mf = new Miniflare({

@@ -144,9 +144,16 @@ pub async fn start_with(suite: &str, supabase_url: Option<String>, with_intakeq:
         .env("SUPABASE_SERVICE_ROLE_KEY", JwtSecret::new(SUPABASE_DEMO_JWT_SECRET).demo_key("service_role"))
         .env("ALLOWED_ORIGINS", ALLOWED_ORIGIN)
         .env("EXPOSE_ERROR_DEBUG", "false")
-        .env("DATABASE_TIMEOUT_MS", "5000")
-        .env("SYNC_LEASE_SECONDS", "20")
+        // The production default: on two busy cores (a browser, a fuzzer and several workerd beside) a burst of
+        // bookings can take seconds. A lease must outlast an attempt: 3 IntakeQ and 2 database timeouts.
+        .env("DATABASE_TIMEOUT_MS", "10000")
+        .env("SYNC_LEASE_SECONDS", "30")
         .env("ADMIN_TOKEN", ADMIN_TOKEN)
+        // The sandbox allows 1000 calls a minute here, and so does the worker's budget; a booking's answer
+        // waits for its whole first attempt. The stories about the budget and the answer's wait set their own.
+        .env("INTAKEQ_CALLS_PER_MINUTE", "1000")
+        .env("INTAKEQ_CALLS_PER_DAY", "100000")
+        .env("INLINE_SYNC_BUDGET_MS", "60000")
         .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -290,8 +297,8 @@ impl Stack {
             .get(0)
     }
 
-    /// Makes the pending sync jobs of these appointments due now, their leases run out (time passing, for
-    /// the cron).
+    /// Makes the pending sync jobs of these appointments due now, their leases run out, and a 429's pause of
+    /// every IntakeQ call over (time passing, for the cron).
     pub async fn make_sync_jobs_due(&self, appointments: &[&str]) {
         let ids: Vec<String> = appointments.iter().map(|a| a.to_string()).collect();
         self.db
@@ -303,6 +310,7 @@ impl Stack {
             )
             .await
             .unwrap();
+        self.db.execute("update sync_queue_state set rate_limited_until = null", &[]).await.unwrap();
     }
 
     pub async fn post(&self, body: &Value, headers: &[(&str, &str)]) -> Answer {

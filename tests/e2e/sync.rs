@@ -92,6 +92,9 @@ async fn rate_limits_outage_pages_and_timeouts_are_retried_without_a_second_appo
                 .unwrap()
                 .get(0);
             assert!(waits, "IntakeQ's Retry-After is honoured");
+            let everyone_waits: bool = stack.db.query_one("select rate_limited_until >= now() + interval '110 seconds' from sync_queue_state", &[])
+                .await.unwrap().get(0);
+            assert!(everyone_waits, "a 429 pauses every IntakeQ call until its Retry-After");
         }
         stack.make_sync_jobs_due(&[&appointment]).await;
         stack.run_cron().await;

@@ -161,7 +161,7 @@ async fn an_alert_the_chat_refused_is_sent_again_once() {
 #[tokio::test]
 async fn two_runners_over_a_slow_intakeq_post_each_booking_once() {
     let _alone = alone().await;
-    let stack = start_synced(module_path!(), &[]).await;
+    let stack = start_synced(module_path!(), &[("SYNC_LEASE_SECONDS", "20"), ("DATABASE_TIMEOUT_MS", "5000")]).await;
     let provider = new_provider(&stack).await;
     let tag = unique("slow");
     let mut appointments = Vec::new();

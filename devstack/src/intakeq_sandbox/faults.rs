@@ -91,33 +91,75 @@ impl Faults {
     }
 }
 
-/// IntakeQ's per-minute request limit, over a sliding minute.
+/// How many of the sandbox's minutes make the day of the daily limit.
+pub const MINUTES_PER_DAY: u32 = 1440;
+
+/// IntakeQ's rate limit: at most `per_minute` requests in any sliding minute and `per_day` in any sliding day
+/// (`MINUTES_PER_DAY` minutes). A minute lasts `minute`: a real one unless a test or bench speeds the clock up.
+/// Only served requests count.
 #[derive(Debug)]
 pub struct RateLimit {
     pub per_minute: u32,
-    recent: VecDeque<Instant>,
+    pub per_day: u32,
+    pub minute: Duration,
+    /// When each request served in the last day arrived, oldest first.
+    served: VecDeque<Instant>,
 }
 
 impl RateLimit {
-    pub fn new(per_minute: u32) -> Self {
-        RateLimit { per_minute, recent: VecDeque::new() }
+    pub fn new(per_minute: u32, per_day: u32, minute: Duration) -> Self {
+        RateLimit { per_minute, per_day, minute, served: VecDeque::new() }
     }
 
-    /// Whether a request arriving `now` is served (and then counted).
-    pub fn admit(&mut self, now: Instant) -> bool {
-        while self.recent.front().is_some_and(|t| now.duration_since(*t) >= Duration::from_secs(60)) {
-            self.recent.pop_front();
-        }
-        if self.recent.len() >= self.per_minute as usize {
-            return false;
-        }
-        self.recent.push_back(now);
-        true
+    /// The sliding day's length (saturating, for an absurdly long minute).
+    pub fn day(&self) -> Duration {
+        self.minute.checked_mul(MINUTES_PER_DAY).unwrap_or(Duration::MAX)
     }
 
+    /// Whether a request arriving `now` is served (and then counted). If not, how long until a place frees in
+    /// the window that refused it (the later of the two when both did).
+    pub fn admit(&mut self, now: Instant) -> Result<(), Duration> {
+        let day = self.day();
+        while self.served.front().is_some_and(|t| now.saturating_duration_since(*t) >= day) {
+            self.served.pop_front();
+        }
+        let minute_starts = self.served.partition_point(|t| now.saturating_duration_since(*t) >= self.minute);
+        let minute_wait = wait_for_place(self.served.range(minute_starts..), self.per_minute, self.minute, now);
+        let day_wait = wait_for_place(self.served.iter(), self.per_day, day, now);
+        match minute_wait.max(day_wait) {
+            None => {
+                self.served.push_back(now);
+                Ok(())
+            }
+            Some(wait) => Err(wait),
+        }
+    }
+
+    /// Forgets the requests served: both windows are empty again.
     pub fn reset(&mut self) {
-        self.recent.clear();
+        self.served.clear();
     }
+}
+
+/// `None` when one more request fits under `limit` beside `in_window` (the requests served in the last `window`,
+/// oldest first); otherwise how long until enough of them have left the window. A limit of 0 never frees a
+/// place: that answers a whole window.
+fn wait_for_place<'a>(
+    mut in_window: impl ExactSizeIterator<Item = &'a Instant>,
+    limit: u32,
+    window: Duration,
+    now: Instant,
+) -> Option<Duration> {
+    let count = in_window.len();
+    if count < limit as usize {
+        return None;
+    }
+    if limit == 0 {
+        return Some(window);
+    }
+    // One place is free once the oldest `count - limit + 1` have left: the last of those sets the wait.
+    let frees_it = in_window.nth(count - limit as usize).expect("count >= limit");
+    Some(window.saturating_sub(now.saturating_duration_since(*frees_it)))
 }
 
 #[cfg(test)]
@@ -188,12 +230,65 @@ mod tests {
 
     #[test]
     fn the_rate_limit_frees_a_place_a_minute_after_each_request() {
-        let mut limit = RateLimit::new(2);
+        let mut limit = RateLimit::new(2, 500, Duration::from_secs(60));
         let start = Instant::now();
-        assert!(limit.admit(start));
-        assert!(limit.admit(start + Duration::from_secs(10)));
-        assert!(!limit.admit(start + Duration::from_secs(59)));
-        assert!(limit.admit(start + Duration::from_secs(60)));
-        assert!(!limit.admit(start + Duration::from_secs(61)));
+        let at = |seconds| start + Duration::from_secs(seconds);
+        assert_eq!(limit.admit(at(0)), Ok(()));
+        assert_eq!(limit.admit(at(10)), Ok(()));
+        assert_eq!(limit.admit(at(59)), Err(Duration::from_secs(1)), "the first request leaves the window at 60 s");
+        assert_eq!(limit.admit(at(60)), Ok(()));
+        assert_eq!(limit.admit(at(61)), Err(Duration::from_secs(9)), "then the one at 10 s, at 70 s");
+    }
+
+    #[test]
+    fn a_minute_can_be_made_shorter() {
+        let mut limit = RateLimit::new(1, 500, Duration::from_millis(300));
+        let start = Instant::now();
+        let at = |ms| start + Duration::from_millis(ms);
+        assert_eq!(limit.admit(at(0)), Ok(()));
+        assert_eq!(limit.admit(at(100)), Err(Duration::from_millis(200)));
+        assert_eq!(limit.admit(at(300)), Ok(()));
+        assert_eq!(limit.day(), Duration::from_millis(300 * 1440));
+    }
+
+    #[test]
+    fn the_daily_limit_slides_over_1440_minutes() {
+        let mut limit = RateLimit::new(2, 3, Duration::from_millis(10));
+        let start = Instant::now();
+        let at = |ms| start + Duration::from_millis(ms);
+        for ms in [0, 20, 40] {
+            assert_eq!(limit.admit(at(ms)), Ok(()), "{ms}");
+        }
+        // The minute has room; the day (14.4 s) does not until the request at 0 leaves it.
+        assert_eq!(limit.admit(at(1000)), Err(Duration::from_millis(13_400)));
+        assert_eq!(limit.admit(at(14_399)), Err(Duration::from_millis(1)));
+        assert_eq!(limit.admit(at(14_400)), Ok(()));
+        // The day is full again: the next place frees at 14.42 s, when the request at 20 ms leaves.
+        assert_eq!(limit.admit(at(14_405)), Err(Duration::from_millis(15)));
+    }
+
+    #[test]
+    fn when_both_windows_refuse_the_wait_is_the_later_one() {
+        let mut limit = RateLimit::new(1, 1, Duration::from_millis(10));
+        let start = Instant::now();
+        assert_eq!(limit.admit(start), Ok(()));
+        assert_eq!(limit.admit(start + Duration::from_millis(4)), Err(Duration::from_millis(14_396)));
+    }
+
+    #[test]
+    fn a_zero_limit_refuses_everything_for_a_whole_window() {
+        let mut limit = RateLimit::new(0, 500, Duration::from_secs(60));
+        assert_eq!(limit.admit(Instant::now()), Err(Duration::from_secs(60)));
+        let mut limit = RateLimit::new(10, 0, Duration::from_secs(1));
+        assert_eq!(limit.admit(Instant::now()), Err(Duration::from_secs(1440)));
+    }
+
+    #[test]
+    fn an_absurd_minute_saturates_instead_of_overflowing() {
+        let mut limit = RateLimit::new(1, 1, Duration::from_millis(u64::MAX));
+        assert_eq!(limit.day(), Duration::MAX);
+        let now = Instant::now();
+        assert_eq!(limit.admit(now), Ok(()));
+        assert!(limit.admit(now).is_err());
     }
 }

@@ -1,8 +1,9 @@
 //! A sandbox of IntakeQ's API on `/api/v1`, following `docs/intakeq.md`: the client and appointment endpoints
-//! the sync uses, sending intake questionnaires and listing their summaries, `X-Auth-Key`, the per-minute rate
-//! limit, in-memory state, and IntakeQ-shaped ids, timestamps and errors. Under `/_sandbox` (a path IntakeQ does
-//! not have) a control API lets tests inject faults, read back everything held, change the rate limit, submit a
-//! sent intake as its client would, and reset.
+//! the sync uses, sending intake questionnaires and listing their summaries, `X-Auth-Key`, the per-minute and
+//! per-day rate limits (over a minute whose length is configurable, so tests can speed it up), in-memory state,
+//! and IntakeQ-shaped ids, timestamps and errors. Under `/_sandbox` (a path IntakeQ does not have) a control API
+//! lets tests inject faults, read back everything held and how many calls came and were rate limited, change the
+//! rate limit, submit a sent intake as its client would, and reset.
 //!
 //! The practice has a time zone (`SandboxConfig::practice_time_zone`): `GET /appointments` and
 //! `GET /intakes/summary` read their `startDate`/`endDate` as dates there, and appointments carry
@@ -12,6 +13,7 @@ pub mod faults;
 pub mod practice;
 pub mod records;
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -47,13 +49,38 @@ pub struct SandboxConfig {
 /// The practice's time zone unless told otherwise (`INTAKEQ_SANDBOX_TIME_ZONE`).
 pub const DEFAULT_PRACTICE_TIME_ZONE: Tz = chrono_tz::America::Denver;
 
+/// The rate limit's start values beyond `SandboxConfig::rate_limit_per_minute` (kept apart so that code building a
+/// `SandboxConfig` needs no change): the daily limit, and how long the sandbox's minute lasts. `serve` and `router`
+/// use the default, IntakeQ's: 500 a day, a real minute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimitConfig {
+    /// Requests in any sliding day, a day being `faults::MINUTES_PER_DAY` of the sandbox's minutes.
+    pub per_day: u32,
+    /// How long the sandbox's minute lasts (at least 1 ms). Shorter than 60 s, the clock runs fast: with 3 s, a
+    /// place under the per-minute limit frees 3 s after each request, and the day lasts 72 minutes.
+    pub minute: Duration,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        RateLimitConfig { per_day: DEFAULT_RATE_LIMIT_PER_DAY, minute: Duration::from_secs(60) }
+    }
+}
+
+/// IntakeQ's daily limit on a standard subscription.
+pub const DEFAULT_RATE_LIMIT_PER_DAY: u32 = 500;
+
 struct Sandbox {
     config: SandboxConfig,
+    rate_limit_config: RateLimitConfig,
     settings: Settings,
     records: Mutex<Records>,
     faults: Mutex<Faults>,
     rate_limit: Mutex<RateLimit>,
     requests: Mutex<Vec<Value>>,
+    /// API calls since the last reset, and how many of them the rate limit answered 429.
+    calls: AtomicU64,
+    rate_limited: AtomicU64,
 }
 
 tokio::task_local! {
@@ -72,17 +99,36 @@ pub async fn serve(
     config: SandboxConfig,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(config)).with_graceful_shutdown(shutdown).await
+    serve_with_rate_limit(listener, config, RateLimitConfig::default(), shutdown).await
+}
+
+/// `serve`, with the daily limit and the minute's length given.
+pub async fn serve_with_rate_limit(
+    listener: TcpListener,
+    config: SandboxConfig,
+    rate_limit: RateLimitConfig,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router_with_rate_limit(config, rate_limit)).with_graceful_shutdown(shutdown).await
 }
 
 pub fn router(config: SandboxConfig) -> Router {
+    router_with_rate_limit(config, RateLimitConfig::default())
+}
+
+/// `router`, with the daily limit and the minute's length given. Panics on a minute shorter than 1 ms.
+pub fn router_with_rate_limit(config: SandboxConfig, rate_limit: RateLimitConfig) -> Router {
+    assert!(rate_limit.minute >= Duration::from_millis(1), "the sandbox's minute lasts at least 1 ms");
     let sandbox = Arc::new(Sandbox {
-        rate_limit: Mutex::new(RateLimit::new(config.rate_limit_per_minute)),
+        rate_limit: Mutex::new(RateLimit::new(config.rate_limit_per_minute, rate_limit.per_day, rate_limit.minute)),
+        rate_limit_config: rate_limit,
         settings: practice::demo_practice(config.practice_time_zone),
         config,
         records: Mutex::new(Records::default()),
         faults: Mutex::new(Faults::default()),
         requests: Mutex::new(Vec::new()),
+        calls: AtomicU64::new(0),
+        rate_limited: AtomicU64::new(0),
     });
     let api = Router::new()
         .route("/clients", get(search_clients).post(save_client))
@@ -96,6 +142,7 @@ pub fn router(config: SandboxConfig) -> Router {
     let control = Router::new()
         .route("/faults", post(plan_fault).delete(clear_faults))
         .route("/state", get(state))
+        .route("/stats", get(stats))
         .route("/intakes/submit", post(submit_intake))
         .route("/rate-limit", put(set_rate_limit))
         .route("/reset", post(reset));
@@ -108,6 +155,21 @@ fn now_ms() -> i64 {
 
 fn message(status: StatusCode, text: &str) -> Response {
     (status, Json(json!({ "Message": text }))).into_response()
+}
+
+/// The rate limit's 429, with the same body as IntakeQ's. `retry_after` (whole seconds) when known: IntakeQ does
+/// not document whether it sends one, the sandbox may.
+fn rate_limited(retry_after: Option<u64>) -> Response {
+    let mut response = message(StatusCode::TOO_MANY_REQUESTS, "API rate limit exceeded.");
+    if let Some(seconds) = retry_after {
+        response.headers_mut().insert(header::RETRY_AFTER, seconds.into());
+    }
+    response
+}
+
+/// A wait as `Retry-After` says it: whole seconds, rounded up, at least 1.
+fn whole_seconds(wait: Duration) -> u64 {
+    u64::try_from(wait.as_nanos().div_ceil(1_000_000_000)).unwrap_or(u64::MAX).max(1)
 }
 
 /// IntakeQ's answer to a missing or wrong `X-Auth-Key`.
@@ -128,13 +190,7 @@ impl Sandbox {
             let delay = fault.delay_ms.map(Duration::from_millis).unwrap_or(self.config.default_delay);
             let decided = match fault.fault {
                 FaultKind::ServerError => Some(Gate::Answer(message(StatusCode::INTERNAL_SERVER_ERROR, "An error has occurred."))),
-                FaultKind::RateLimited => {
-                    let mut response = message(StatusCode::TOO_MANY_REQUESTS, "API rate limit exceeded.");
-                    if let Some(seconds) = fault.retry_after_seconds {
-                        response.headers_mut().insert(header::RETRY_AFTER, seconds.into());
-                    }
-                    Some(Gate::Answer(response))
-                }
+                FaultKind::RateLimited => Some(Gate::Answer(rate_limited(fault.retry_after_seconds))),
                 FaultKind::NonJson => Some(Gate::Answer(html(StatusCode::SERVICE_UNAVAILABLE, "503 Service Unavailable"))),
                 FaultKind::InvalidServiceId => Some(Gate::Answer(message(StatusCode::BAD_REQUEST, permanent_rejection(endpoint)))),
                 FaultKind::Unauthorized => Some(Gate::Answer(unauthorized())),
@@ -152,8 +208,10 @@ impl Sandbox {
                 return gate;
             }
         }
-        if !self.rate_limit.lock().unwrap().admit(Instant::now()) {
-            return Gate::Answer(message(StatusCode::TOO_MANY_REQUESTS, "API rate limit exceeded."));
+        let admitted = self.rate_limit.lock().unwrap().admit(Instant::now());
+        if let Err(wait) = admitted {
+            self.rate_limited.fetch_add(1, Ordering::Relaxed);
+            return Gate::Answer(rate_limited(Some(whole_seconds(wait))));
         }
         Gate::Proceed { answer_after: None }
     }
@@ -230,6 +288,7 @@ async fn log_request(
         "fault": null,
     });
     let started = Instant::now();
+    sandbox.calls.fetch_add(1, Ordering::Relaxed);
     let index = {
         let mut requests = sandbox.requests.lock().unwrap();
         requests.push(entry);
@@ -358,12 +417,24 @@ async fn clear_faults(State(s): State<Arc<Sandbox>>) -> StatusCode {
 
 async fn state(State(s): State<Arc<Sandbox>>) -> Json<Value> {
     let records = s.records.lock().unwrap();
+    let limit = s.rate_limit.lock().unwrap();
     Json(json!({
         "clients": to_json(&records.clients),
         "appointments": to_json(&records.appointments),
         "intakes": to_json(&records.intakes),
         "requests": *s.requests.lock().unwrap(),
-        "rateLimitPerMinute": s.rate_limit.lock().unwrap().per_minute,
+        "rateLimitPerMinute": limit.per_minute,
+        "rateLimitPerDay": limit.per_day,
+        "rateLimitMinuteMs": limit.minute.as_millis() as u64,
+    }))
+}
+
+/// `GET /_sandbox/stats`: since the last reset, how many API calls came (every one, whatever it was answered:
+/// the request log's length) and how many of them the rate limit answered 429 (not counting `rate_limited` faults).
+async fn stats(State(s): State<Arc<Sandbox>>) -> Json<Value> {
+    Json(json!({
+        "calls": s.calls.load(Ordering::Relaxed),
+        "rateLimited": s.rate_limited.load(Ordering::Relaxed),
     }))
 }
 
@@ -385,30 +456,41 @@ async fn submit_intake(State(s): State<Arc<Sandbox>>, body: Bytes) -> Response {
     }
 }
 
+/// `PUT /_sandbox/rate-limit`: each field given replaces its value (the others stay), and both windows empty.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct RateLimitRequest {
-    per_minute: u32,
+    per_minute: Option<u32>,
+    per_day: Option<u32>,
+    minute_ms: Option<u64>,
 }
 
 async fn set_rate_limit(State(s): State<Arc<Sandbox>>, body: Bytes) -> Response {
-    match serde_json::from_slice::<RateLimitRequest>(&body) {
-        Ok(request) => {
-            let mut limit = s.rate_limit.lock().unwrap();
-            limit.per_minute = request.per_minute;
-            limit.reset();
-            StatusCode::NO_CONTENT.into_response()
-        }
-        Err(error) => (StatusCode::BAD_REQUEST, Json(json!({ "error": error.to_string() }))).into_response(),
+    let request = match serde_json::from_slice::<RateLimitRequest>(&body) {
+        Ok(request) => request,
+        Err(error) => return (StatusCode::BAD_REQUEST, Json(json!({ "error": error.to_string() }))).into_response(),
+    };
+    if request.minute_ms == Some(0) {
+        return (StatusCode::BAD_REQUEST, Json(json!({ "error": "minuteMs must be at least 1" }))).into_response();
     }
+    let mut limit = s.rate_limit.lock().unwrap();
+    limit.per_minute = request.per_minute.unwrap_or(limit.per_minute);
+    limit.per_day = request.per_day.unwrap_or(limit.per_day);
+    limit.minute = request.minute_ms.map(Duration::from_millis).unwrap_or(limit.minute);
+    limit.reset();
+    StatusCode::NO_CONTENT.into_response()
 }
 
 async fn reset(State(s): State<Arc<Sandbox>>) -> StatusCode {
     *s.records.lock().unwrap() = Records::default();
     s.faults.lock().unwrap().clear();
     s.requests.lock().unwrap().clear();
+    s.calls.store(0, Ordering::Relaxed);
+    s.rate_limited.store(0, Ordering::Relaxed);
     let mut limit = s.rate_limit.lock().unwrap();
     limit.per_minute = s.config.rate_limit_per_minute;
+    limit.per_day = s.rate_limit_config.per_day;
+    limit.minute = s.rate_limit_config.minute;
     limit.reset();
     StatusCode::NO_CONTENT
 }

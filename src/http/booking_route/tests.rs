@@ -11,8 +11,9 @@ fn settings(expose_error_debug: bool) -> FlowSettings {
     let sync_attempt = AttemptSettings {
         policy: RetryPolicy { max_attempts: None, max_backoff_minutes: 30, retry_window_hours: 72 },
         call_and_record: std::time::Duration::from_secs(10),
+        budget: crate::sync::job::CallBudget { per_minute: 10, per_day: 500, minute_ms: 60_000 },
     };
-    FlowSettings { expose_error_debug, sync_lease_seconds: 60, sync_attempt }
+    FlowSettings { expose_error_debug, sync_lease_seconds: 60, sync_attempt, inline_sync_budget: std::time::Duration::from_secs(2) }
 }
 
 /// A booking without IntakeQ configured.
@@ -21,7 +22,10 @@ fn run(store: &FakeStore, body: &[u8], expose_error_debug: bool) -> Answer {
 }
 
 fn run_with(store: &FakeStore, intakeq: Option<&FakeIntakeq>, body: &[u8], expose_error_debug: bool) -> Answer {
-    block_on(book(store, intakeq, &FixedClock, &RequestId::from_header(Some("req-1")), body, None, &settings(expose_error_debug)))
+    let request_id = RequestId::from_header(Some("req-1"));
+    let booked = block_on(book(store, intakeq, &FixedClock, &request_id, body, None, &settings(expose_error_debug)));
+    assert!(booked.after_answer.is_none(), "the attempt ended within its budget");
+    booked.answer
 }
 
 #[test]
@@ -147,4 +151,34 @@ fn a_job_held_by_another_runner_is_left_to_it() {
     let intakeq = FakeIntakeq::default();
     run_with(&store, Some(&intakeq), &form(), false);
     assert!(intakeq.calls.borrow().is_empty());
+}
+
+#[test]
+fn an_attempt_past_its_budget_goes_on_after_the_answer_and_records_its_result() {
+    let store = FakeStore::answering(Ok(booked()));
+    let intakeq = FakeIntakeq::default();
+    intakeq.slowness.set(Some(std::time::Duration::from_millis(30)));
+    let settings = FlowSettings { inline_sync_budget: std::time::Duration::from_millis(10), ..settings(false) };
+    let request_id = RequestId::from_header(Some("req-1"));
+    let booked = block_on(book(&store, Some(&intakeq), &FixedClock, &request_id, &form(), None, &settings));
+    assert_eq!(booked.answer.status, 201);
+    assert_eq!(booked.answer.body["data"]["syncStatus"], "pending", "answered before IntakeQ did");
+    assert!(store.reports.borrow().is_empty(), "nothing recorded yet");
+    block_on(booked.after_answer.expect("the attempt goes on"));
+    let reports = store.reports.borrow();
+    assert_eq!(reports.len(), 1);
+    assert!(reports[0].2.starts_with("Synced"), "{reports:?}");
+    assert_eq!(intakeq.created.borrow().len(), 1, "one appointment");
+}
+
+#[test]
+fn a_booking_without_a_call_of_the_budget_is_left_to_the_cron_untried() {
+    let store = FakeStore::answering(Ok(booked()));
+    store.budget_left.set(Some(0));
+    let intakeq = FakeIntakeq::default();
+    let answer = run_with(&store, Some(&intakeq), &form(), false);
+    assert_eq!((answer.status, &answer.body["data"]["syncStatus"]), (201, &json!("pending")));
+    assert!(intakeq.calls.borrow().is_empty(), "no IntakeQ call: {:?}", intakeq.calls.borrow());
+    assert!(store.reports.borrow()[0].2.contains("NoBudget"), "released untried: {:?}", store.reports.borrow());
+    assert_eq!(*store.reservations.borrow(), [None], "it asked for what the job needs");
 }

@@ -4,9 +4,9 @@ use super::*;
 use crate::intakeq::wire::{self, Client};
 use crate::testing::{job, FakeIntakeq, FixedClock};
 
-/// A lease that allows every call (the fixed clock never reaches it).
+/// A lease that allows every call (the fixed clock never reaches it, and the budget is unbounded).
 fn lease() -> Lease<'static, FixedClock> {
-    Lease::new(&FixedClock, "2026-11-24T12:00:30Z".parse().unwrap())
+    Lease::new(&FixedClock, "2026-11-24T12:00:30Z".parse().unwrap(), u32::MAX, None)
 }
 
 const START_MS: i64 = 1_796_140_800_000; // 2026-12-01T16:00:00Z, booked()'s start
@@ -209,7 +209,7 @@ fn the_lookup_reads_every_page() {
 #[test]
 fn no_call_starts_once_the_lease_could_run_out_during_it() {
     let intakeq = FakeIntakeq::default();
-    let spent = Lease::new(&FixedClock, "2026-11-24T11:59:59Z".parse().unwrap());
+    let spent = Lease::new(&FixedClock, "2026-11-24T11:59:59Z".parse().unwrap(), u32::MAX, None);
     let outcome = block_on(sync_booking(&intakeq, &spent, &job(false)));
     assert_eq!(failure_kind(&outcome), Some(FailureKind::LeaseTooShort));
     assert!(intakeq.calls.borrow().is_empty(), "nothing sent");
@@ -374,4 +374,26 @@ fn a_cancelled_booking_gets_no_paperwork() {
     let intakeq = FakeIntakeq::default();
     block_on(sync_booking(&intakeq, &lease(), &cancelled));
     assert!(!intakeq.calls.borrow().contains(&"send_intake"));
+}
+
+#[test]
+fn no_call_is_made_without_a_call_of_the_budget_and_a_top_up_grants_one_more() {
+    let intakeq = FakeIntakeq::default();
+    let two_calls = Lease::new(&FixedClock, "2026-11-24T12:00:30Z".parse().unwrap(), 2, None);
+    match block_on(sync_booking(&intakeq, &two_calls, &job(false))) {
+        SyncOutcome::Failed { kind: FailureKind::NoBudget, client_id: Some(client), .. } => assert_eq!(client, "1001"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(intakeq.calls.borrow().len(), 2, "the search and the new client, then no post: {:?}", intakeq.calls.borrow());
+    assert_eq!(two_calls.calls_made(), 2);
+
+    let intakeq = FakeIntakeq::default();
+    let top_ups = Cell::new(0);
+    let top_up: TopUp = Box::new(|| {
+        top_ups.set(top_ups.get() + 1);
+        Box::pin(async { true })
+    });
+    let topped_up = Lease::new(&FixedClock, "2026-11-24T12:00:30Z".parse().unwrap(), 2, Some(top_up));
+    assert!(matches!(block_on(sync_booking(&intakeq, &topped_up, &job(false))), SyncOutcome::Synced { .. }));
+    assert_eq!((topped_up.calls_made(), top_ups.get()), (3, 1), "the third call (the appointment) was topped up");
 }
