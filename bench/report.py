@@ -2,26 +2,50 @@
 ratios to book_appointment measured in the same run, and book_appointment (book_appointment_after) against its
 previous version (book_appointment_before), both from one mixed run; scale.tsv (appointments, clients, tps,
 p95_ms) as ratios to the smaller table; e2e.tsv (target, clients, rps, p50/p95/p99 ms, non-2xx) with the worker's
-share; and bundle.tsv (wasm bytes, gzipped bytes, cold start ms).
+share; bundle.tsv (wasm bytes, gzipped bytes, cold start ms); and the IntakeQ cells of bench/intakeq_cells.py:
+intakeq_latency.tsv (the answer's latency while IntakeQ is slow, hangs or fails, now against before) and
+intakeq_burst.tsv (a burst of new patients against IntakeQ's rate limit, paced against unpaced).
 
-    report.py RESULTS [SCALE [E2E BUNDLE]]
-    report.py --keep-from OLD_REPORT RESULTS [SCALE]   (BENCH_ONLY=pgbench or db: the sections this run did not
-                                                        measure are copied from OLD_REPORT, marked as kept)
+    report.py [--keep-from OLD_REPORT] [--results F] [--scale F] [--e2e F] [--bundle F]
+              [--intakeq-latency F] [--intakeq-burst F]
+    report.py RESULTS [SCALE [E2E BUNDLE]]          (the same, positionally)
+
+With --keep-from (BENCH_ONLY=pgbench, db or intakeq) the sections this run did not measure are copied from
+OLD_REPORT, marked as kept.
 """
 
 import csv
+import math
 import os
 import platform
 import subprocess
 import sys
 
-args = sys.argv[1:]
-keep_from = None
-if args[:1] == ["--keep-from"]:
-    keep_from, args = args[1], args[2:]
+OPTIONS = ["--results", "--scale", "--e2e", "--bundle", "--intakeq-latency", "--intakeq-burst"]
+args, files, keep_from = sys.argv[1:], {}, None
+positional = iter(OPTIONS[:4])
+while args:
+    if args[0] == "--keep-from":
+        keep_from, args = args[1], args[2:]
+    elif args[0] in OPTIONS:
+        files[args[0]], args = args[1], args[2:]
+    elif args[0].startswith("--"):
+        sys.exit(f"report.py: unknown option {args[0]}")
+    else:
+        files[next(positional)], args = args[0], args[1:]
+if not keep_from and set(files) != set(OPTIONS):
+    sys.exit("report.py: a full report needs every file (or --keep-from for the sections not measured)")
 
-results = list(csv.DictReader(open(args[0]), delimiter="\t"))
+
+def table(option):
+    """The rows of the TSV given for `option`; [] when none was given."""
+    return list(csv.DictReader(open(files[option]), delimiter="\t")) if option in files else []
+
+
+results = table("--results")
 by_key = {(r["design"], r["clients"], r["delay_ms"]): r for r in results}
+# A new patient's IntakeQ calls (search, create client, appointment, questionnaire): bench/intakeq_cells.py's too.
+CALLS_PER_NEW_PATIENT = 4
 # What an allowed loss of throughput is for book_appointment against its previous version (issue 9).
 ALLOWED_LOSS = 0.10
 
@@ -115,6 +139,8 @@ if pairs:
     lines += ["", f"Throughput after / before: {min(ratios):.2f}x to {max(ratios):.2f}x: {verdict}. What the chapters",
               "cost: about a dozen more PL/pgSQL calls per booking, each setting its empty search_path; what they save:",
               "two of the four subtransactions.", ""]
+else:
+    lines += keep("book_appointment before and after the chapters")
 
 for delay in sorted({r["delay_ms"] for r in results} | ({"0", "20"} if keep_from else set()), key=float):
     title = f"Round trip +{delay} ms" if delay != "0" else "Loopback"
@@ -135,7 +161,18 @@ for delay in sorted({r["delay_ms"] for r in results} | ({"0", "20"} if keep_from
                          f"{tps / float(base['tps']):.2f}x | {p95 / float(base['p95_ms']):.2f}x |")
     lines.append("")
 
-scale = list(csv.DictReader(open(args[1]), delimiter="\t")) if len(args) > 1 else []
+# The closing words on the design cells (a kept section's end, too: see previous_sections).
+lines += [
+    "What the figures say: on loopback a round trip costs almost nothing, so book_appointment pays for doing more",
+    "(idempotency claim, identity lookup, the outbox row, subtransactions for its error handling) and the old",
+    "chain is as fast or faster; once each round trip costs what it does from a worker to its database, one round",
+    "trip wins by the number of round trips saved. The old chain also guarantees nothing: no transaction, no",
+    "outbox, no idempotency. The 20 ms proxy (bench/delay_proxy.py) is one Python process; at 32 clients its own",
+    "queueing is part of what is measured.",
+    "",
+]
+
+scale = table("--scale")
 if scale:
     lines += ["## Scale", "", "book_appointment on loopback with 100 thousand patients and this many existing appointments:", "",
               "| appointments | clients | bookings/s | p95 ms | throughput vs 10k | p95 vs 10k |", "|---|---|---|---|---|---|"]
@@ -148,7 +185,7 @@ if scale:
 else:
     lines += keep("Scale")
 
-e2e = list(csv.DictReader(open(args[2]), delimiter="\t")) if len(args) > 2 else []
+e2e = table("--e2e")
 if e2e:
     lines += ["## End to end", "",
               "A new patient's booking over HTTP on loopback (wrk): through the built worker in workerd (Miniflare) to",
@@ -168,7 +205,7 @@ if e2e:
 else:
     lines += keep("End to end")
 
-bundle = dict(l.strip().split("\t") for l in open(args[3])) if len(args) > 3 else {}
+bundle = dict(l.strip().split("\t") for l in open(files["--bundle"])) if "--bundle" in files else {}
 if bundle:
     raw, gz = int(bundle["wasm_bytes"]), int(bundle["gzip_bytes"])
     lines += ["## The bundle", "",
@@ -180,20 +217,113 @@ if bundle:
 else:
     lines += keep("The bundle")
 
+LATENCY_TITLE = "IntakeQ slow, hanging or failing: the booking's answer"
+latency = table("--intakeq-latency")
+if latency:
+    first = latency[0]
+    now_budget = int(next(r["inline_budget_ms"] for r in latency if r["setting"] == "now"))
+    before_budget = int(next(r["inline_budget_ms"] for r in latency if r["setting"] == "before"))
+    goal_ms = now_budget + 300
+    lines += [f"## {LATENCY_TITLE}", "",
+              "A new patient's booking over HTTP on loopback through the built worker in workerd (Miniflare), the RPC",
+              "API, Postgres and the IntakeQ sandbox, while the sandbox makes every IntakeQ call slow (each answered",
+              "after 300 ms; a new patient's sync makes 4), hang (no answer: the worker gives up after its",
+              "INTAKEQ_TIMEOUT_MS, 8000 as in production) or fail (500). Each row: "
+              f"{first['bookings']} bookings posted by {first['clients']}",
+              "concurrent clients (bench/intakeq_cells.py), each a new patient in a free slot of its own, latency from",
+              f"sending the request to reading the whole answer. Now: INLINE_SYNC_BUDGET_MS={now_budget} (the answer",
+              "waits at most that for the first sync attempt, which goes on after the answer); before, the same-run",
+              f"baseline: {before_budget} (the answer waits for the whole attempt, as before). The call budget is out",
+              "of the way (10000 calls a minute, the sandbox allows 100000). Goal: p99 now within",
+              f"INLINE_SYNC_BUDGET_MS + 300 ms = {goal_ms} ms.", "",
+              "| IntakeQ | answer waits at most | p50 ms | p95 ms | p99 ms | max ms | answered synced | non-201 | p99 now / before | goal: p99 <= "
+              f"{goal_ms} ms |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
+    by_case = {}
+    for row in latency:
+        by_case.setdefault(row["case"], {})[row["setting"]] = row
+    missed = []
+    for case, rows in by_case.items():
+        for setting in ("before", "now"):
+            row = rows.get(setting)
+            if not row:
+                continue
+            ratio = verdict = ""
+            if setting == "now":
+                met = float(row["p99_ms"]) <= goal_ms
+                verdict = "met" if met else "**not met**"
+                if not met:
+                    missed.append(case)
+                if "before" in rows:
+                    ratio = f"{float(row['p99_ms']) / float(rows['before']['p99_ms']):.2f}x"
+            lines.append(f"| {case.replace('_', ' ')} | {int(row['inline_budget_ms']):,} ms ({setting}) | "
+                         f"{float(row['p50_ms']):.0f} | {float(row['p95_ms']):.0f} | {float(row['p99_ms']):.0f} | "
+                         f"{float(row['max_ms']):.0f} | {row['answered_synced']} of {row['bookings']} | {row['non201']} | "
+                         f"{ratio} | {verdict} |")
+    how = {"slow": "is slow", "hang": "hangs", "server_error": "fails"}
+    lines += ["", ("Goal met in every case." if not missed else
+                   f"Goal NOT met when IntakeQ {' or '.join(how.get(c, c) for c in missed)}."), ""]
+else:
+    lines += keep(LATENCY_TITLE)
+
+BURST_TITLE = "A burst of new patients against IntakeQ's rate limit"
+burst = table("--intakeq-burst")
+if burst:
+    first = burst[0]
+    rate, needed = int(first["rate_per_minute"]), int(first["calls_needed"])
+    floor = needed / rate
+    goal = 1.2 * floor
+    lines += [f"## {BURST_TITLE}", "",
+              f"{first['bookings']} new patients book at once (concurrent posts to the built worker in workerd) while the",
+              f"IntakeQ sandbox allows {rate} calls a minute, on a faster clock: a minute lasts 6 s for the sandbox",
+              "and for the worker's call budget (INTAKEQ_BUDGET_MINUTE_MS=6000); INLINE_SYNC_BUDGET_MS=2000, the",
+              "cron (POST /scheduled) fired every such minute from the burst on, without waiting for the last run",
+              "to end, as the real cron does. Measured: the time until every booking is synced with its questionnaire",
+              "sent (in budget minutes: seconds / 6), the IntakeQ calls made and the 429s answered (the sandbox's",
+              f"counts, reset before each row). Floor: {needed} calls needed / {rate} a minute = {floor:g} minutes.",
+              f"Paced: INTAKEQ_CALLS_PER_MINUTE={rate}; unpaced, the same-run baseline: 10000 (the setting's",
+              "maximum): the budget off, every caller calling as it likes, but for the pause of every caller after a",
+              "429 (until its Retry-After), which came with the budget and still applies. Goal (paced): within",
+              f"1.2 x floor = {goal:g} minutes, with no 429. Each row stops after {first['timeout_minutes']} budget minutes.", "",
+              "| budget | all synced and sent after | vs floor | IntakeQ calls | 429s | answered synced | calls per budget minute | 429s per budget minute | goal |",
+              "|---|---|---|---|---|---|---|---|---|"]
+    for row in burst:
+        minutes = float(row["minutes"])
+        timed_out = row["timed_out"] == "true"
+        after = (f"not done: {row['synced']} of {row['bookings']} after {minutes:.1f} min" if timed_out
+                 else f"{minutes:.1f} min")
+        verdict = ""
+        if row["label"] == "paced":
+            verdict = ("met" if not timed_out and minutes <= goal and row["rate_limited"] == "0" else "**not met**")
+        lines.append(f"| {row['label']} ({row['calls_per_minute']} a minute) | {after} | {minutes / floor:.2f}x | "
+                     f"{row['calls']} | {row['rate_limited']} | {row['answered_synced']} of {row['bookings']} | "
+                     f"{row['calls_by_minute'].replace(',', ', ')} | {row['rate_limited_by_minute'].replace(',', ', ')} | {verdict} |")
+    paced = next((r for r in burst if r["label"] == "paced"), None)
+    busiest = max((int(c) for c in paced["calls_by_minute"].split(",")), default=0) if paced else rate
+    if busiest < rate:
+        per_attempt = CALLS_PER_NEW_PATIENT
+        fit = rate // per_attempt
+        minutes_at_that_pace = math.ceil(int(paced["bookings"]) / fit)
+        lines += ["", f"Paced, no budget minute had more than {busiest} of its {rate} calls: an attempt reserves every call it",
+                  f"needs at once (a new patient's {per_attempt}), so {fit} attempts fit in a minute and {rate - fit * per_attempt} "
+                  "calls of each minute go unused:",
+                  f"the last {fit} of {paced['bookings']} patients start in minute {minutes_at_that_pace}, against the floor's {floor:g}."]
+    if paced:
+        met = paced["timed_out"] != "true" and float(paced["minutes"]) <= goal and paced["rate_limited"] == "0"
+        lines += ["", f"Goal {'met' if met else 'NOT met'}: paced, {paced['synced']} of {paced['bookings']} done after "
+                      f"{float(paced['minutes']):.1f} budget minutes ({float(paced['minutes']) / floor:.2f}x the floor, the goal "
+                      f"{goal:g}) with {paced['rate_limited']} 429s and {paced['calls']} calls for the {needed} needed."]
+    lines.append("")
+else:
+    lines += keep(BURST_TITLE)
+
 lines += [
-    "What the figures say: on loopback a round trip costs almost nothing, so book_appointment pays for doing more",
-    "(idempotency claim, identity lookup, the outbox row, subtransactions for its error handling) and the old",
-    "chain is as fast or faster; once each round trip costs what it does from a worker to its database, one round",
-    "trip wins by the number of round trips saved. The old chain also guarantees nothing: no transaction, no",
-    "outbox, no idempotency. The 20 ms proxy (bench/delay_proxy.py) is one Python process; at 32 clients its own",
-    "queueing is part of what is measured.",
-    "",
     "## Round trips per booking (from the code path)",
     "",
     "| | database | IntakeQ |",
     "|---|---|---|",
-    "| book-v2, new patient | 2: `book_appointment`, `record_sync_result` | 3: search client, create client, create appointment |",
-    "| book-v2, known IntakeQ client | 2 | 1: create appointment |",
+    "| book-v2, new patient | 3: `book_appointment`, `reserve_intakeq_calls`, `record_sync_result` | 4: search client, create client, create appointment, send the questionnaire |",
+    "| book-v2, known IntakeQ client | 3 | 2: create appointment, send the questionnaire |",
     "| book-v2, failed booking | 2: `book_appointment`, `record_booking_failure` | 0 |",
     "| the replaced route | 7 (as above) + 1 update of the IntakeQ id | its client upsert, id lookups and the appointment |",
     "",

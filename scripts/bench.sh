@@ -1,16 +1,19 @@
 #!/usr/bin/env bash
 # `make bench`: the database half of a booking, three designs (bench/pgbench/*.sql) at 1, 8 and 32 clients,
 # on loopback and through a proxy adding 20 ms per round trip, and on loopback book_appointment against its
-# previous version (book_appointment_before); then the scale and end-to-end benches; writes bench/REPORT.md.
-# BENCH_SECONDS per cell. BENCH_ONLY=pgbench runs the design cells only, BENCH_ONLY=db the design cells and the
-# scale bench (everything but the worker); the sections not measured are kept from bench/REPORT.md, marked so.
+# previous version (book_appointment_before); then the scale and end-to-end benches, and the IntakeQ cells
+# (bench/intakeq_cells.py: the answer while IntakeQ is slow, hangs or fails; a burst of new patients against
+# IntakeQ's rate limit); writes bench/REPORT.md.
+# BENCH_SECONDS per pgbench and wrk cell. BENCH_ONLY=pgbench runs the design cells only, BENCH_ONLY=db the design
+# cells and the scale bench (everything but the worker), BENCH_ONLY=intakeq the IntakeQ cells only; the sections
+# not measured are kept from bench/REPORT.md, marked so.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 PGBENCH=/usr/lib/postgresql/15/bin/pgbench
 export BENCH_SECONDS=${BENCH_SECONDS:-8}
 export BENCH_ONLY=${BENCH_ONLY:-all}
-[[ $BENCH_ONLY =~ ^(all|db|pgbench)$ ]] || { echo "bench: BENCH_ONLY must be all, db or pgbench" >&2; exit 2; }
+[[ $BENCH_ONLY =~ ^(all|db|pgbench|intakeq)$ ]] || { echo "bench: BENCH_ONLY must be all, db, pgbench or intakeq" >&2; exit 2; }
 DB_PORT=${DB_PORT:-54322}
 PROXY_PORT=${BENCH_PROXY_PORT:-54399}
 OUT=.local/bench
@@ -42,9 +45,12 @@ psql "$BENCH_DATABASE_URL" -XqAt -v ON_ERROR_STOP=1 -f bench/pgbench/setup.sql >
 # How busy the machine already is (other processes slow every figure); the report says so.
 export BENCH_LOAD_START=$(cut -d' ' -f1 /proc/loadavg)
 
-python3 bench/delay_proxy.py "$PROXY_PORT" 127.0.0.1 "$DB_PORT" 10 > "$OUT/proxy.log" 2>&1 &
-proxy=$!
-for _ in $(seq 1 50); do grep -q "delay proxy on" "$OUT/proxy.log" && break; sleep 0.1; done
+partial_report() { # report.py's options for the files measured; the other sections kept from the previous report
+  python3 bench/report.py --keep-from bench/REPORT.md "$@" > "$OUT/REPORT.md"
+  mv "$OUT/REPORT.md" bench/REPORT.md
+  echo "bench: wrote bench/REPORT.md (BENCH_ONLY=$BENCH_ONLY; the other sections kept from the previous report)"
+  exit 0
+}
 
 # Runs one pgbench cell: NAME SCRIPT CLIENTS URL; prints "<bookings/s> <p95 ms>" (p95 from the per-transaction log).
 # Call it as `cell=$(pgbench_cell ...)`, so that its failure stops the bench.
@@ -77,68 +83,91 @@ pgbench_before_after() {
   echo
 }
 
-declare -A round_trips=([book_appointment]=1 [book_appointment_after]=1 [book_appointment_before]=1 [old_route]=7 [bare_inserts]=1)
-printf 'design\tclients\tdelay_ms\ttps\tp95_ms\tround_trips\n' > "$OUT/results.tsv"
-record() { # DESIGN CLIENTS DELAY TPS P95
-  printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" "$5" "${round_trips[$1]}" >> "$OUT/results.tsv"
-  printf 'bench: %-23s %2s clients +%2s ms: %8s bookings/s, p95 %s ms\n' "$1" "$2" "$3" "$4" "$5"
-}
-for delay in 0 20; do
-  port=$DB_PORT; [[ $delay == 0 ]] || port=$PROXY_PORT
-  url="postgresql://postgres:postgres@127.0.0.1:$port/book_v2_bench"
-  for clients in 1 8 32; do
-    for design in book_appointment old_route bare_inserts; do
-      cell=$(pgbench_cell "$design-$clients-$delay" "$design" "$clients" "$url")
-      read -r tps p95 <<<"$cell"
-      record "$design" "$clients" "$delay" "$tps" "$p95"
+if [[ $BENCH_ONLY != intakeq ]]; then # the database cells
+  python3 bench/delay_proxy.py "$PROXY_PORT" 127.0.0.1 "$DB_PORT" 10 > "$OUT/proxy.log" 2>&1 &
+  proxy=$!
+  for _ in $(seq 1 50); do grep -q "delay proxy on" "$OUT/proxy.log" && break; sleep 0.1; done
+
+  declare -A round_trips=([book_appointment]=1 [book_appointment_after]=1 [book_appointment_before]=1 [old_route]=7 [bare_inserts]=1)
+  printf 'design\tclients\tdelay_ms\ttps\tp95_ms\tround_trips\n' > "$OUT/results.tsv"
+  record() { # DESIGN CLIENTS DELAY TPS P95
+    printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" "$5" "${round_trips[$1]}" >> "$OUT/results.tsv"
+    printf 'bench: %-23s %2s clients +%2s ms: %8s bookings/s, p95 %s ms\n' "$1" "$2" "$3" "$4" "$5"
+  }
+  for delay in 0 20; do
+    port=$DB_PORT; [[ $delay == 0 ]] || port=$PROXY_PORT
+    url="postgresql://postgres:postgres@127.0.0.1:$port/book_v2_bench"
+    for clients in 1 8 32; do
+      for design in book_appointment old_route bare_inserts; do
+        cell=$(pgbench_cell "$design-$clients-$delay" "$design" "$clients" "$url")
+        read -r tps p95 <<<"$cell"
+        record "$design" "$clients" "$delay" "$tps" "$p95"
+      done
+      if [[ $delay == 0 ]]; then
+        cell=$(pgbench_before_after "before-after-$clients-$delay" "$clients" "$url")
+        read -r tps p95 tps_before p95_before <<<"$cell"
+        record book_appointment_after "$clients" "$delay" "$tps" "$p95"
+        record book_appointment_before "$clients" "$delay" "$tps_before" "$p95_before"
+      fi
     done
-    if [[ $delay == 0 ]]; then
-      cell=$(pgbench_before_after "before-after-$clients-$delay" "$clients" "$url")
-      read -r tps p95 tps_before p95_before <<<"$cell"
-      record book_appointment_after "$clients" "$delay" "$tps" "$p95"
-      record book_appointment_before "$clients" "$delay" "$tps_before" "$p95_before"
-    fi
   done
-done
 
-partial_report() { # the files measured so far; the other sections kept from the previous report
-  python3 bench/report.py --keep-from bench/REPORT.md "$@" > "$OUT/REPORT.md"
-  mv "$OUT/REPORT.md" bench/REPORT.md
-  echo "bench: wrote bench/REPORT.md (BENCH_ONLY=$BENCH_ONLY; the other sections kept from the previous report)"
-  exit 0
-}
-[[ $BENCH_ONLY != pgbench ]] || partial_report "$OUT/results.tsv"
+  [[ $BENCH_ONLY != pgbench ]] || partial_report --results "$OUT/results.tsv"
 
-# Scale: does a booking cost more when the tables are big? The same booking on 10 thousand and on 1 million
-# existing appointments (and 100 thousand patients), loopback.
-printf 'appointments\tclients\ttps\tp95_ms\n' > "$OUT/scale.tsv"
-for appointments in 10000 1000000; do
-  url=$(TEST_DB_NAME=book_v2_bench_scale scripts/db.sh test-db)
-  psql "$url" -XqAt -v ON_ERROR_STOP=1 -f bench/pgbench/setup.sql >/dev/null
-  psql "$url" -XqAt -v ON_ERROR_STOP=1 -v appointments="$appointments" -f bench/pgbench/load.sql >/dev/null
-  for clients in 1 8; do
-    cell=$(pgbench_cell "scale-$appointments-$clients" book_appointment "$clients" "$url")
-    read -r tps p95 <<<"$cell"
-    printf '%s\t%s\t%s\t%s\n' "$appointments" "$clients" "$tps" "$p95" >> "$OUT/scale.tsv"
-    printf 'bench: book_appointment on %7s appointments, %s clients: %8s bookings/s, p95 %s ms\n' "$appointments" "$clients" "$tps" "$p95"
+  # Scale: does a booking cost more when the tables are big? The same booking on 10 thousand and on 1 million
+  # existing appointments (and 100 thousand patients), loopback.
+  printf 'appointments\tclients\ttps\tp95_ms\n' > "$OUT/scale.tsv"
+  for appointments in 10000 1000000; do
+    url=$(TEST_DB_NAME=book_v2_bench_scale scripts/db.sh test-db)
+    psql "$url" -XqAt -v ON_ERROR_STOP=1 -f bench/pgbench/setup.sql >/dev/null
+    psql "$url" -XqAt -v ON_ERROR_STOP=1 -v appointments="$appointments" -f bench/pgbench/load.sql >/dev/null
+    for clients in 1 8; do
+      cell=$(pgbench_cell "scale-$appointments-$clients" book_appointment "$clients" "$url")
+      read -r tps p95 <<<"$cell"
+      printf '%s\t%s\t%s\t%s\n' "$appointments" "$clients" "$tps" "$p95" >> "$OUT/scale.tsv"
+      printf 'bench: book_appointment on %7s appointments, %s clients: %8s bookings/s, p95 %s ms\n' "$appointments" "$clients" "$tps" "$p95"
+    done
   done
-done
 
-[[ $BENCH_ONLY != db ]] || partial_report "$OUT/results.tsv" "$OUT/scale.tsv"
+  [[ $BENCH_ONLY != db ]] || partial_report --results "$OUT/results.tsv" --scale "$OUT/scale.tsv"
+fi
 
-# End to end: the built worker in workerd (Miniflare) -> the RPC API -> Postgres, on loopback, against the
-# RPC API called directly (the same booking without the worker).
+# The worker's benches: the built worker in workerd (Miniflare) -> the RPC API -> Postgres, on loopback.
 cargo build --quiet -p devstack
 scripts/build-worker.sh > /dev/null
 eval "$(target/debug/devstack keys)"
 psql "$BENCH_DATABASE_URL" -XqAt -c 'select id from bench_providers order by n' > "$OUT/providers.txt"
 RPC_PORT=${BENCH_RPC_PORT:-54397}
 WORKER_PORT=${BENCH_WORKER_PORT:-54396}
+SANDBOX_PORT=${BENCH_INTAKEQ_PORT:-54395}
+SANDBOX_KEY=bench-intakeq-key
 RPC_API_PORT=$RPC_PORT RPC_DATABASE_URL=${BENCH_DATABASE_URL/postgres:postgres@/authenticator:postgres@} \
   setsid target/debug/devstack rpc-api > "$OUT/rpc-api.log" 2>&1 &
 servers+=($!)
+# The IntakeQ sandbox, for the IntakeQ cells (which set its limit and faults per run); its limits start high.
+INTAKEQ_SANDBOX_PORT=$SANDBOX_PORT INTAKEQ_SANDBOX_API_KEY=$SANDBOX_KEY INTAKEQ_RATE_LIMIT_PER_MINUTE=100000 \
+  INTAKEQ_RATE_LIMIT_PER_DAY=100000000 setsid target/debug/devstack intakeq-sandbox > "$OUT/intakeq-sandbox.log" 2>&1 &
+servers+=($!)
+for port in "$RPC_PORT" "$SANDBOX_PORT"; do
+  for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
+done
+
+# IntakeQ: the answer while IntakeQ is slow, hangs or fails, and a burst of new patients against its rate limit.
+intakeq_cells() {
+  BENCH_RPC_URL=http://127.0.0.1:$RPC_PORT BENCH_INTAKEQ_URL=http://127.0.0.1:$SANDBOX_PORT \
+    BENCH_INTAKEQ_KEY=$SANDBOX_KEY BENCH_PROVIDERS=$OUT/providers.txt SUPABASE_SERVICE_ROLE_KEY=$SUPABASE_SERVICE_ROLE_KEY \
+    python3 bench/intakeq_cells.py "$OUT"
+}
+if [[ $BENCH_ONLY == intakeq ]]; then
+  intakeq_cells
+  partial_report --intakeq-latency "$OUT/intakeq_latency.tsv" --intakeq-burst "$OUT/intakeq_burst.tsv"
+fi
+
+# End to end: the worker (without IntakeQ: bookings wait in the outbox) against the RPC API called directly (the
+# same booking without the worker).
 started_ms=$(date +%s%3N)
 PORT=$WORKER_PORT SUPABASE_URL=http://127.0.0.1:$RPC_PORT SUPABASE_SERVICE_ROLE_KEY=$SUPABASE_SERVICE_ROLE_KEY \
+  BOOKING_LIMIT_PER_IP_PER_MINUTE=0 BOOKING_LIMIT_PER_EMAIL_PER_HOUR=0 \
   setsid node tests/e2e/serve-worker.mjs > "$OUT/worker.log" 2>&1 &
 servers+=($!)
 until curl -sf -o /dev/null "http://127.0.0.1:$WORKER_PORT/health"; do
@@ -163,7 +192,10 @@ wasm_bytes=$(stat -c %s build/index_bg.wasm)
 gzip_bytes=$(gzip -9 -c build/index_bg.wasm | wc -c)
 printf 'wasm_bytes\t%s\ngzip_bytes\t%s\ncold_start_ms\t%s\n' "$wasm_bytes" "$gzip_bytes" "$cold_start_ms" > "$OUT/bundle.tsv"
 echo "bench: bundle $wasm_bytes bytes ($gzip_bytes gzipped); cold start to the first answer $cold_start_ms ms"
+kill -TERM -- "-${servers[-1]}" 2>/dev/null || true # this worker is done: the IntakeQ cells start their own
 
-python3 bench/report.py "$OUT/results.tsv" "$OUT/scale.tsv" "$OUT/e2e.tsv" "$OUT/bundle.tsv" > "$OUT/REPORT.md"
+intakeq_cells
+python3 bench/report.py --results "$OUT/results.tsv" --scale "$OUT/scale.tsv" --e2e "$OUT/e2e.tsv" --bundle "$OUT/bundle.tsv" \
+  --intakeq-latency "$OUT/intakeq_latency.tsv" --intakeq-burst "$OUT/intakeq_burst.tsv" > "$OUT/REPORT.md"
 mv "$OUT/REPORT.md" bench/REPORT.md
 echo "bench: wrote bench/REPORT.md"

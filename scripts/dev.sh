@@ -238,9 +238,10 @@ worker_vars=(
   --var "INTAKEQ_BASE_URL:$intakeq_url" --var "INTAKEQ_API_KEY:${INTAKEQ_API_KEY:-$INTAKEQ_SANDBOX_API_KEY}"
   --var "ALLOWED_ORIGINS:${ALLOWED_ORIGINS:-http://localhost:3000,http://127.0.0.1:3000}"
   --var "ADMIN_TOKEN:${ADMIN_TOKEN:-local-admin-token}"
+  --var "PARTNER_API_TOKEN:${PARTNER_API_TOKEN:-local-partner-token}"
   --var "STAFF_ALERT_WEBHOOK_URL:$alerts_url"
 )
-set_here=" SUPABASE_URL SUPABASE_SERVICE_ROLE_KEY INTAKEQ_BASE_URL INTAKEQ_API_KEY ALLOWED_ORIGINS ADMIN_TOKEN STAFF_ALERT_WEBHOOK_URL "
+set_here=" SUPABASE_URL SUPABASE_SERVICE_ROLE_KEY INTAKEQ_BASE_URL INTAKEQ_API_KEY ALLOWED_ORIGINS ADMIN_TOKEN PARTNER_API_TOKEN STAFF_ALERT_WEBHOOK_URL "
 # The names src/config.rs reads (its string literals in capitals, the tests below it left out).
 settings=" $(sed '/#\[cfg(test)\]/q' src/config.rs | grep -o '"[A-Z][A-Z0-9_]*"' | tr -d '"' | tr '\n' ' ') "
 [[ -n ${settings// /} ]] || echo "dev: warning: found no setting names in src/config.rs" >&2
@@ -248,7 +249,7 @@ passed=()
 for name in $(compgen -e | sort); do
   [[ $set_here == *" $name "* || -z ${!name} ]] && continue
   if [[ $settings == *" $name "* ]] \
-    || [[ $name =~ ^(SYNC|INTAKEQ|BOOKING|TURNSTILE|STAFF|PARTNER|MANAGE|SLOT|MIN)_ && $name != INTAKEQ_SANDBOX_* ]]; then
+    || [[ $name =~ ^(SYNC|INTAKEQ|BOOKING|TURNSTILE|STAFF|PARTNER|MANAGE|SLOT|MIN)_ && $name != INTAKEQ_SANDBOX_* && $name != TURNSTILE_STANDIN_* ]]; then
     worker_vars+=(--var "$name:${!name}")
     passed+=("$name")
   fi
@@ -266,6 +267,7 @@ cat <<READY
   book-v2 local stack is ready
     Worker            $worker_url/api/patient-booking/book-v2   (health: $worker_url/health)
     Staff token       ${ADMIN_TOKEN:-local-admin-token}   ($worker_url/api/patient-booking/sync-health)
+    Partner token     ${PARTNER_API_TOKEN:-local-partner-token}   (Authorization: Bearer ...; lets a booking name a patientId)
     Sync cron         curl "$worker_url/__scheduled?cron=*+*+*+*+*"   (wrangler dev does not fire it by itself)
     Postgres          $DEV_DB_URL   (migrated and seeded)
     RPC API           $api_url/rest/v1/rpc/<function>

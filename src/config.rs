@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use crate::abuse::AbuseSettings;
 use crate::intakeq::IntakeqSettings;
 use crate::support::secret::Secret;
 use crate::sync::job::{CallBudget, RetryPolicy};
@@ -30,12 +31,21 @@ pub struct Config {
     pub sync_retry_window_hours: u32,
     /// The bearer token of the staff routes (sync health, requeue); without it they refuse everyone.
     pub admin_token: Option<Secret>,
+    /// The bearer token of the practice's own tools (case-manager dashboards): they may book for a patient
+    /// record by `patientId`. Without it nobody may.
+    pub partner_api_token: Option<Secret>,
     /// The practice's chat webhook for staff alerts; without it alerts are only logged.
     pub staff_alert_webhook_url: Option<Secret>,
     /// IntakeQ's calls a minute and a day, shared by every runner (INTAKEQ_CALLS_PER_MINUTE, _PER_DAY).
     pub intakeq_budget: CallBudget,
     /// How long a booking's answer waits for its first sync attempt; the attempt goes on after the answer.
     pub inline_sync_budget_ms: u64,
+    /// The booking route's limits on attempts, and whether Turnstile is on.
+    pub abuse: AbuseSettings,
+    /// TURNSTILE_SECRET_KEY: with it, a booking needs a Turnstile token that siteverify accepts.
+    pub turnstile_secret_key: Option<Secret>,
+    /// TURNSTILE_VERIFY_URL: Cloudflare's siteverify unless set (tests point it at the devstack stand-in).
+    pub turnstile_verify_url: String,
 }
 
 impl Config {
@@ -72,6 +82,8 @@ impl Config {
             minute_ms: number("INTAKEQ_BUDGET_MINUTE_MS", 60_000, &mut problems).clamp(100, 3_600_000) as u32,
         };
         let inline_sync_budget_ms = number("INLINE_SYNC_BUDGET_MS", 2_000, &mut problems);
+        let per_ip_per_minute = number("BOOKING_LIMIT_PER_IP_PER_MINUTE", 10, &mut problems).min(100_000) as u32;
+        let per_email_per_hour = number("BOOKING_LIMIT_PER_EMAIL_PER_HOUR", 5, &mut problems).min(10_000) as u32;
         let present = |name: &str| lookup(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
         // A runner's lease must outlast its attempt (three IntakeQ calls and two database calls at most),
         // or a second runner could start the same job while the first is still at it.
@@ -105,9 +117,14 @@ impl Config {
             sync_max_backoff_minutes,
             sync_retry_window_hours,
             admin_token: present("ADMIN_TOKEN").map(Secret::new),
+            partner_api_token: present("PARTNER_API_TOKEN").map(Secret::new),
             staff_alert_webhook_url: present("STAFF_ALERT_WEBHOOK_URL").map(Secret::new),
             intakeq_budget,
             inline_sync_budget_ms,
+            abuse: AbuseSettings { per_ip_per_minute, per_email_per_hour, turnstile: present("TURNSTILE_SECRET_KEY").is_some() },
+            turnstile_secret_key: present("TURNSTILE_SECRET_KEY").map(Secret::new),
+            turnstile_verify_url: present("TURNSTILE_VERIFY_URL")
+                .unwrap_or_else(|| "https://challenges.cloudflare.com/turnstile/v0/siteverify".into()),
         };
         if problems.is_empty() {
             Ok(config)
@@ -129,6 +146,7 @@ impl Config {
             },
             call_and_record: Duration::from_millis(call_ms + self.database_timeout_ms),
             budget: self.intakeq_budget,
+            runtime_limit: None,
         }
     }
 }
@@ -158,6 +176,7 @@ mod tests {
         assert_eq!(config.admin_token, None);
         assert_eq!(config.intakeq_budget, CallBudget { per_minute: 10, per_day: 500, minute_ms: 60_000 });
         assert_eq!(config.inline_sync_budget_ms, 2_000);
+        assert_eq!(config.abuse, AbuseSettings { per_ip_per_minute: 10, per_email_per_hour: 5, turnstile: false });
     }
 
     #[test]
@@ -187,11 +206,12 @@ mod tests {
     fn a_printed_config_shows_no_secret() {
         let config = Config::from_lookup(lookup(&[
             ("SUPABASE_URL", "http://127.0.0.1:54321"), ("SUPABASE_SERVICE_ROLE_KEY", "service-key-1"),
-            ("INTAKEQ_API_KEY", "iq-key-2"), ("ADMIN_TOKEN", "admin-token-3"),
+            ("INTAKEQ_API_KEY", "iq-key-2"), ("ADMIN_TOKEN", "admin-token-3"), ("PARTNER_API_TOKEN", "partner-token-4"),
+            ("TURNSTILE_SECRET_KEY", "turnstile-secret-5"),
         ]))
         .unwrap();
         let printed = format!("{config:?}");
-        for secret in ["service-key-1", "iq-key-2", "admin-token-3"] {
+        for secret in ["service-key-1", "iq-key-2", "admin-token-3", "partner-token-4", "turnstile-secret-5"] {
             assert!(!printed.contains(secret), "{printed}");
         }
         assert!(printed.contains("[redacted]"));

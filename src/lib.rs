@@ -9,11 +9,13 @@
 //!   `sync`      the IntakeQ outbox protocol: the first attempt (by the request) and the cron's, recorded alike
 //!   `intakeq`   IntakeQ's API: wire shapes, answers, the trait, the fetch client
 //!   back in `http`: the answer, in the contract's shape (`docs/http-contract.md`).
-//! `alerts` delivers what must reach staff (a dead job, a paused queue, a possible duplicate).
+//! `abuse` keeps floods and bots off the booking route before anything is written (per-address and per-email
+//! limits, Turnstile). `alerts` delivers what must reach staff (a dead job, a paused queue, a possible duplicate).
 //! `runtime` is the thin layer of `#[event]`s workerd calls; `config` reads the settings; `support` holds the
 //! clock, request ids, log lines and masking. Everything but `runtime` and the two clients
 //! (`postgrest::client`, `intakeq::fetch`) is plain Rust, unit tested natively with fakes.
 
+pub mod abuse;
 pub mod alerts;
 pub mod booking;
 pub mod config;

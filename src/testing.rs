@@ -7,6 +7,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
+use crate::abuse::{AttemptStore, EmailAttempt, Gatekeeper};
 use crate::booking::model::{AppointmentStatus, BookingOutcome, JobState, SyncStatus};
 use crate::booking::request::BookingRequest;
 use crate::booking::store::{BookingStore, FailureRecord, StoreError};
@@ -34,6 +35,12 @@ pub struct FakeStore {
     pub failures: RefCell<Vec<FailureRecord>>,
     pub failing_record: bool,
     pub unhealthy: bool,
+    /// What `booking_by_request` finds: a booking whose transaction committed after `book` timed out.
+    pub committed_after_timeout: RefCell<Option<BookingOutcome>>,
+    /// The request ids it was asked about.
+    pub asked_after_timeout: RefCell<Vec<String>>,
+    /// The emails of the attempts counted (`note_booking_attempt`).
+    pub email_attempts: RefCell<Vec<String>>,
     /// Jobs `claim_sync_jobs` hands out.
     pub due_jobs: RefCell<Vec<SyncJob>>,
     /// The limit of each claim.
@@ -48,6 +55,8 @@ pub struct FakeStore {
     pub reservations: RefCell<Vec<Option<u32>>>,
     /// What `intakeq_budget_wait` answers, one after the other (then `None`: nothing due).
     pub budget_waits: RefCell<VecDeque<u64>>,
+    /// Jobs whose calls fit only once the runner has waited for the budget (they join `due_jobs` at the wait).
+    pub due_after_a_wait: RefCell<Vec<SyncJob>>,
 }
 
 impl FakeStore {
@@ -57,9 +66,15 @@ impl FakeStore {
 }
 
 impl BookingStore for FakeStore {
-    async fn book(&self, booking: &BookingRequest, request_id: &RequestId, sync_lease_seconds: u32) -> Result<BookingOutcome, StoreError> {
+    async fn book(&self, booking: &BookingRequest, request_id: &RequestId, _call: Uuid, sync_lease_seconds: u32) -> Result<BookingOutcome, StoreError> {
         self.booked_with.borrow_mut().push((booking.clone(), request_id.as_str().to_owned(), sync_lease_seconds));
         self.answer.borrow_mut().take().expect("one booking per test")
+    }
+
+    async fn booking_by_request(&self, request_id: &RequestId, _booking: &BookingRequest, _call: Uuid, _wait_ms: u64)
+        -> Result<Option<BookingOutcome>, StoreError> {
+        self.asked_after_timeout.borrow_mut().push(request_id.as_str().to_owned());
+        Ok(self.committed_after_timeout.borrow_mut().take())
     }
 
     async fn record_failure(&self, failure: &FailureRecord) -> Result<(), StoreError> {
@@ -77,6 +92,42 @@ impl BookingStore for FakeStore {
         } else {
             Ok(())
         }
+    }
+}
+
+impl AttemptStore for FakeStore {
+    async fn note_booking_attempt(&self, email: &str, _request_id: &str, limit_per_hour: u32) -> Result<EmailAttempt, StoreError> {
+        let mut attempts = self.email_attempts.borrow_mut();
+        let so_far = attempts.iter().filter(|e| e.as_str() == email).count();
+        if so_far >= limit_per_hour as usize {
+            return Ok(EmailAttempt { allowed: false, retry_after_seconds: Some(1800) });
+        }
+        attempts.push(email.to_owned());
+        Ok(EmailAttempt { allowed: true, retry_after_seconds: None })
+    }
+}
+
+/// Gate checks a test sets: the per-address answer, Turnstile's verdict, and what they were asked.
+#[derive(Default)]
+pub struct FakeGate {
+    pub address_refused: bool,
+    pub siteverify_down: bool,
+    pub addresses: RefCell<Vec<String>>,
+    pub tokens: RefCell<Vec<String>>,
+}
+
+impl Gatekeeper for FakeGate {
+    async fn address_allowed(&self, address: &str) -> Result<bool, String> {
+        self.addresses.borrow_mut().push(address.to_owned());
+        Ok(!self.address_refused)
+    }
+
+    async fn person_sent(&self, token: &str, _address: Option<&str>) -> Result<bool, String> {
+        self.tokens.borrow_mut().push(token.to_owned());
+        if self.siteverify_down {
+            return Err("unreachable".into());
+        }
+        Ok(token.starts_with("pass"))
     }
 }
 
@@ -101,7 +152,11 @@ impl SyncStore for FakeStore {
     }
 
     async fn intakeq_budget_wait(&self, _budget: &CallBudget) -> Result<Option<u64>, StoreError> {
-        Ok(self.budget_waits.borrow_mut().pop_front())
+        let wait = self.budget_waits.borrow_mut().pop_front();
+        if wait.is_some() {
+            self.due_jobs.borrow_mut().append(&mut self.due_after_a_wait.borrow_mut());
+        }
+        Ok(wait)
     }
 
     async fn record_sync_result(&self, job: &SyncJob, runner: &str, outcome: &SyncOutcome, calls: &CallsMade, _policy: &RetryPolicy) -> Result<RecordedJob, StoreError> {

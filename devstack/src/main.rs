@@ -2,6 +2,7 @@
 //!   `devstack rpc-api`          PostgREST's function protocol on 127.0.0.1:54321
 //!   `devstack intakeq-sandbox`  IntakeQ's API on 127.0.0.1:54380/api/v1
 //!   `devstack alert-receiver`   a Slack-style incoming webhook for staff alerts on 127.0.0.1:54390/hooks/...
+//!   `devstack turnstile`        Cloudflare Turnstile's siteverify on 127.0.0.1:54391/turnstile/v0/siteverify
 //!   `devstack keys`             the anon and service_role keys the RPC API accepts
 //! Every flag has an environment variable, so `make dev` can be pointed elsewhere.
 
@@ -13,10 +14,11 @@ use devstack::alert_receiver::{self, AlertReceiverConfig};
 use devstack::intakeq_sandbox::{self, RateLimitConfig, SandboxConfig};
 use devstack::rpc_api::auth::{JwtSecret, SUPABASE_DEMO_JWT_SECRET};
 use devstack::rpc_api::{self, RpcApiConfig};
+use devstack::turnstile::{self, TurnstileConfig};
 use tokio::net::TcpListener;
 
 #[derive(Parser)]
-#[command(about = "Local stand-ins for Supabase's PostgREST, for IntakeQ and for a staff-alert webhook")]
+#[command(about = "Local stand-ins for Supabase's PostgREST, for IntakeQ, for a staff-alert webhook and for Turnstile")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -30,6 +32,8 @@ enum Command {
     IntakeqSandbox(SandboxArgs),
     /// Serve the staff-alert receiver (a Slack-style incoming webhook).
     AlertReceiver(AlertReceiverArgs),
+    /// Serve the Turnstile stand-in (Cloudflare's siteverify endpoint).
+    Turnstile(TurnstileArgs),
     /// Print the anon and service_role keys the RPC API accepts, as KEY=value lines.
     Keys {
         #[arg(long, env = "JWT_SECRET", default_value = SUPABASE_DEMO_JWT_SECRET, hide_env_values = true)]
@@ -83,6 +87,17 @@ struct AlertReceiverArgs {
     port: u16,
 }
 
+#[derive(Args)]
+struct TurnstileArgs {
+    #[arg(long, env = "DEVSTACK_HOST", default_value = "127.0.0.1")]
+    host: String,
+    #[arg(long, env = "TURNSTILE_STANDIN_PORT", default_value_t = 54391)]
+    port: u16,
+    /// The site's secret key siteverify accepts (besides Cloudflare's test secret keys).
+    #[arg(long, env = "TURNSTILE_STANDIN_SECRET", default_value = turnstile::DEFAULT_SECRET, hide_env_values = true)]
+    secret: String,
+}
+
 #[tokio::main]
 async fn main() -> Result<(), String> {
     tracing_subscriber::fmt()
@@ -130,6 +145,13 @@ async fn main() -> Result<(), String> {
             let config = AlertReceiverConfig { default_delay: Duration::from_secs(30) };
             tracing::info!("alert receiver on http://{}/hooks/<name> (control: /_receiver)", listener.local_addr().unwrap());
             alert_receiver::serve(listener, config, stop_signal()).await.map_err(|e| e.to_string())
+        }
+        Command::Turnstile(args) => {
+            let listener = bind(&args.host, args.port).await?;
+            let config = TurnstileConfig { secret: args.secret, ..TurnstileConfig::default() };
+            let address = listener.local_addr().unwrap();
+            tracing::info!("Turnstile stand-in on http://{address}/turnstile/v0/siteverify (control: /_turnstile)");
+            turnstile::serve(listener, config, stop_signal()).await.map_err(|e| e.to_string())
         }
     }
 }

@@ -320,3 +320,29 @@ async fn a_booking_error_reaches_the_caller_in_the_contract_s_scheme() {
     assert_eq!(status, StatusCode::CONFLICT);
     assert_eq!((&error["code"], &error["message"], &error["hint"]), (&json!("PT409"), &json!("SLOT_TAKEN"), &json!("conflict_check")));
 }
+
+#[tokio::test]
+async fn a_call_whose_client_gave_up_still_runs_to_its_commit() {
+    let base = api().await;
+    let marker = format!("gave-up-{}", std::process::id());
+    let key = key("service_role");
+    let gave_up = Client::new()
+        .post(format!("{base}/rest/v1/rpc/fidelity_write_later"))
+        .header("apikey", &key)
+        .bearer_auth(&key)
+        .json(&json!({"p_value": marker, "p_ms": 600}))
+        .timeout(std::time::Duration::from_millis(100))
+        .send()
+        .await;
+    assert!(gave_up.is_err(), "the client stopped waiting");
+    let db = support::database().await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let rows = db.query("select 1 from public.fidelity_log where value = $1", &[&marker]).await.unwrap();
+        if !rows.is_empty() {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the write never committed");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}

@@ -31,10 +31,22 @@ pub enum ErrorCode {
     Unauthorized,
     SyncJobNotFound,
     SyncJobNotDead,
+    /// A trusted caller's patient details contradict the patient's record.
+    PatientMismatch,
+    /// The patient already holds an appointment overlapping this one.
+    PatientSlotTaken,
+    /// The start is not one the practice offers (not on its slot grid, or too soon).
+    SlotNotOffered,
+    /// `patientId` without the partner token.
+    PatientIdNotAllowed,
+    /// Too many booking attempts from one address or for one email.
+    RateLimited,
+    /// Turnstile did not vouch for the request.
+    BotCheckFailed,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 20] = [
+    pub const ALL: [ErrorCode; 26] = [
         ErrorCode::InvalidRequest,
         ErrorCode::UnsupportedMediaType,
         ErrorCode::PayloadTooLarge,
@@ -55,6 +67,12 @@ impl ErrorCode {
         ErrorCode::Unauthorized,
         ErrorCode::SyncJobNotFound,
         ErrorCode::SyncJobNotDead,
+        ErrorCode::PatientMismatch,
+        ErrorCode::PatientSlotTaken,
+        ErrorCode::SlotNotOffered,
+        ErrorCode::PatientIdNotAllowed,
+        ErrorCode::RateLimited,
+        ErrorCode::BotCheckFailed,
     ];
 
     pub fn status(self) -> u16 {
@@ -65,9 +83,12 @@ impl ErrorCode {
             PayloadTooLarge => 413,
             MethodNotAllowed => 405,
             NotFound | PatientNotFound | ProviderNotFound | InvalidPayer | SyncJobNotFound => 404,
-            IdempotencyKeyReused | ProviderNotBookable | ServiceInstanceNotFound | SlotInPast => 422,
-            SlotTaken | SyncJobNotDead => 409,
+            IdempotencyKeyReused | ProviderNotBookable | ServiceInstanceNotFound | SlotInPast | PatientMismatch
+            | SlotNotOffered => 422,
+            SlotTaken | SyncJobNotDead | PatientSlotTaken => 409,
             Unauthorized => 401,
+            PatientIdNotAllowed | BotCheckFailed => 403,
+            RateLimited => 429,
             PatientCreationFailed | AppointmentInsertFailed | InternalError => 500,
             DatabaseUnavailable => 503,
         }
@@ -97,6 +118,12 @@ impl ErrorCode {
             Unauthorized => "A valid staff token is required.",
             SyncJobNotFound => "That appointment has no IntakeQ sync job.",
             SyncJobNotDead => "Only a sync that has failed for good can be requeued.",
+            PatientMismatch => "The patient details do not match the patient record.",
+            PatientSlotTaken => "You already have an appointment at an overlapping time. Please choose another time.",
+            SlotNotOffered => "That time is not offered. Please choose one of the times shown.",
+            PatientIdNotAllowed => "Booking for an existing patient record is only open to the practice's own tools.",
+            RateLimited => "Too many booking attempts. Please wait a little and try again, or call the practice.",
+            BotCheckFailed => "We could not confirm that a person sent this booking. Please reload the page and try again.",
         }
     }
 
@@ -131,10 +158,14 @@ pub enum Step {
     SyncRecord,
     SyncRequeue,
     SyncHealth,
+    /// The limits on booking attempts: per client address and per patient email.
+    RateLimit,
+    /// Turnstile's verdict on the request.
+    BotCheck,
 }
 
 impl Step {
-    pub const ALL: [Step; 17] = [
+    pub const ALL: [Step; 19] = [
         Step::RequestValidation,
         Step::Idempotency,
         Step::PatientResolution,
@@ -152,6 +183,8 @@ impl Step {
         Step::SyncRecord,
         Step::SyncRequeue,
         Step::SyncHealth,
+        Step::RateLimit,
+        Step::BotCheck,
     ];
 
     pub fn parse(step: &str) -> Option<Self> {
@@ -218,7 +251,9 @@ mod tests {
             ("PROVIDER_NOT_BOOKABLE", 422), ("INVALID_PAYER", 404), ("SERVICE_INSTANCE_NOT_FOUND", 422),
             ("SLOT_IN_PAST", 422), ("SLOT_TAKEN", 409), ("APPOINTMENT_INSERT_FAILED", 500),
             ("DATABASE_UNAVAILABLE", 503), ("INTERNAL_ERROR", 500), ("UNAUTHORIZED", 401),
-            ("SYNC_JOB_NOT_FOUND", 404), ("SYNC_JOB_NOT_DEAD", 409),
+            ("SYNC_JOB_NOT_FOUND", 404), ("SYNC_JOB_NOT_DEAD", 409), ("PATIENT_MISMATCH", 422),
+            ("PATIENT_SLOT_TAKEN", 409), ("SLOT_NOT_OFFERED", 422), ("PATIENT_ID_NOT_ALLOWED", 403),
+            ("RATE_LIMITED", 429), ("BOT_CHECK_FAILED", 403),
         ];
         assert_eq!(contract.len(), ErrorCode::ALL.len());
         for (name, status) in contract {

@@ -2,6 +2,7 @@
 //! worker implements it over PostgREST (`crate::postgrest`). Also the ways a database call can fail.
 
 use serde_json::{json, Value};
+use uuid::Uuid;
 
 use super::error::{ErrorCode, Step};
 use super::model::BookingOutcome;
@@ -43,8 +44,15 @@ impl StoreError {
 #[allow(async_fn_in_trait)]
 pub trait BookingStore {
     /// The whole database half of a booking, in one transaction (`book_appointment`): the patient, the
-    /// appointment, and its sync job leased to `request_id` for `sync_lease_seconds`.
-    async fn book(&self, booking: &BookingRequest, request_id: &RequestId, sync_lease_seconds: u32) -> Result<BookingOutcome, StoreError>;
+    /// appointment, and its sync job leased to `request_id` for `sync_lease_seconds`. `call` names this call
+    /// (a retry is another call): once `booking_by_request` has found nothing for it, it can never book.
+    async fn book(&self, booking: &BookingRequest, request_id: &RequestId, call: Uuid, sync_lease_seconds: u32)
+        -> Result<BookingOutcome, StoreError>;
+    /// After `book` gave no answer in time: waits (at most `wait_ms`) for that booking's transaction to end,
+    /// then answers the booking `request_id` made for `booking` (the same provider, start and patient), or `None`
+    /// when it made none (`booking_by_request`).
+    async fn booking_by_request(&self, request_id: &RequestId, booking: &BookingRequest, call: Uuid, wait_ms: u64)
+        -> Result<Option<BookingOutcome>, StoreError>;
     async fn record_failure(&self, failure: &FailureRecord) -> Result<(), StoreError>;
     async fn health(&self) -> Result<(), StoreError>;
 }

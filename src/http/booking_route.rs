@@ -11,12 +11,14 @@ use std::time::Duration;
 use futures::future::{select, Either, LocalBoxFuture};
 use futures::FutureExt;
 use serde_json::json;
+use uuid::Uuid;
 use tracing::{error, info, warn};
 
 use super::answer::{booking_error, Answer, Answered};
-use crate::booking::error::BookingError;
+use crate::abuse::{AbuseSettings, AttemptStore, Gatekeeper, PER_IP_RETRY_AFTER};
+use crate::booking::error::{BookingError, ErrorCode, Step};
 use crate::booking::model::{rfc3339, BookingOutcome, SyncStatus};
-use crate::booking::request::BookingRequest;
+use crate::booking::request::{BookingRequest, Patient};
 use crate::booking::store::{BookingStore, FailureRecord, StoreError};
 use crate::intakeq::Intakeq;
 use crate::support::clock::Clock;
@@ -29,21 +31,45 @@ pub struct FlowSettings {
     pub expose_error_debug: bool,
     pub sync_lease_seconds: u32,
     pub sync_attempt: AttemptSettings,
-    /// How long the answer waits for the first sync attempt (INLINE_SYNC_BUDGET_MS).
+    /// How long, from the request's arrival, the answer may wait for the first sync attempt
+    /// (INLINE_SYNC_BUDGET_MS).
     pub inline_sync_budget: Duration,
+    /// The caller showed the partner token: it may name a patient record by `patientId`.
+    pub trusted_caller: bool,
+    /// After a booking call that timed out, how long the database may wait for its transaction to end.
+    pub booking_wait_ms: u64,
+    /// The limits on attempts, and whether Turnstile is on.
+    pub abuse: AbuseSettings,
+    /// The client's address, as Cloudflare's edge gives it (`CF-Connecting-IP`).
+    pub client_address: Option<String>,
+    /// A Turnstile token sent as the `CF-Turnstile-Response` header (the body's `turnstileToken` wins).
+    pub turnstile_header: Option<String>,
 }
 
 /// `intakeq` is `None` when the worker has no IntakeQ key: the booking then waits in the outbox.
+#[allow(clippy::too_many_arguments)]
 pub async fn book<'a>(
-    store: &'a (impl BookingStore + SyncStore),
+    store: &'a (impl BookingStore + SyncStore + AttemptStore),
     intakeq: Option<&'a impl Intakeq>,
+    gate: &impl Gatekeeper,
     clock: &'a impl Clock,
     request_id: &'a RequestId,
     body: &[u8],
     idempotency_header: Option<&str>,
     settings: &FlowSettings,
 ) -> Answered<'a> {
+    let received = clock.now();
     let answered = Answered::from;
+    let refuse = |code, step, retry_after: Option<u64>| {
+        let mut answer = Answer::error(&BookingError::new(code, step), request_id, clock, settings.expose_error_debug);
+        if let Some(seconds) = retry_after {
+            answer.headers.push(("Retry-After", seconds.to_string()));
+        }
+        Answered::from(answer)
+    };
+    if let Some(refusal) = check_address(gate, settings).await {
+        return refuse(refusal.code, refusal.step, refusal.retry_after);
+    }
     info!(step = "request_validation", outcome = "started", bytes = body.len());
     let booking = match BookingRequest::parse(body, idempotency_header, clock.now()) {
         Ok(booking) => booking,
@@ -55,9 +81,23 @@ pub async fn book<'a>(
     };
     info!(step = "request_validation", outcome = "ok", booking = %booking.masked_summary());
 
+    if matches!(booking.patient, Patient::Existing { .. }) && !settings.trusted_caller {
+        warn!(step = "authorization", outcome = "refused", code = "PATIENT_ID_NOT_ALLOWED");
+        return refuse(ErrorCode::PatientIdNotAllowed, Step::Authorization, None);
+    }
+
+    if let Some(refusal) = screen(store, gate, request_id, &booking, settings).await {
+        return refuse(refusal.code, refusal.step, refusal.retry_after);
+    }
+
     let started = clock.now();
     info!(step = "book_appointment", outcome = "started");
-    let result = store.book(&booking, request_id, settings.sync_lease_seconds).await;
+    let call = Uuid::new_v4();
+    let mut result = store.book(&booking, request_id, call, settings.sync_lease_seconds).await;
+    if let Err(StoreError::Unavailable { .. }) = &result {
+        // No answer in time, yet the transaction may still commit: ask what became of it before answering.
+        result = committed_after_all(store, request_id, &booking, call, settings.booking_wait_ms).await.ok_or_else(|| result.unwrap_err());
+    }
     let duration_ms = (clock.now() - started).num_milliseconds();
     match result {
         Ok(mut booked) => {
@@ -73,7 +113,9 @@ pub async fn book<'a>(
             else {
                 return answered(success(&booked, request_id));
             };
-            match select(attempt, futures_timer::Delay::new(settings.inline_sync_budget)).await {
+            // The budget runs from the request's arrival: the answer comes within it (and the rest of the way).
+            let spent = (clock.now() - received).to_std().unwrap_or_default();
+            match select(attempt, futures_timer::Delay::new(settings.inline_sync_budget.saturating_sub(spent))).await {
                 Either::Left((recorded, _)) => {
                     if let Some(recorded) = recorded {
                         let now = &recorded.job.booking;
@@ -132,6 +174,113 @@ fn first_attempt<'a>(
         booking: booking.clone(),
     };
     Some(async move { attempt_and_record(store, intakeq, clock, &job, request_id.as_str(), &settings).await.recorded.ok() }.boxed_local())
+}
+
+/// Why a booking is refused before anything is written, and the wait it advises (`Retry-After`).
+struct Refusal {
+    code: ErrorCode,
+    step: Step,
+    retry_after: Option<u64>,
+}
+
+/// The per-address limit, before the body is even parsed (the practice's own tools pass). A binding that cannot
+/// be asked lets the attempt through: the per-email limit still holds.
+async fn check_address(gate: &impl Gatekeeper, settings: &FlowSettings) -> Option<Refusal> {
+    if settings.trusted_caller || settings.abuse.per_ip_per_minute == 0 {
+        return None;
+    }
+    match gate.address_allowed(&address_key(settings.client_address.as_deref())).await {
+        Ok(true) => None,
+        Ok(false) => {
+            warn!(step = "rate_limit", outcome = "refused", code = "RATE_LIMITED", limit = "per_address");
+            Some(Refusal { code: ErrorCode::RateLimited, step: Step::RateLimit, retry_after: Some(PER_IP_RETRY_AFTER.as_secs()) })
+        }
+        Err(error) => {
+            warn!(step = "rate_limit", outcome = "unchecked", limit = "per_address", error = %error);
+            None
+        }
+    }
+}
+
+/// What the per-address limit counts by: an IPv4 address, or an IPv6 address's /64 (one client usually holds a
+/// whole /64, and would otherwise have billions of addresses to spread its attempts over).
+fn address_key(address: Option<&str>) -> String {
+    match address.map(str::trim).map(|a| (a, a.parse::<std::net::Ipv6Addr>())) {
+        Some((_, Ok(v6))) => {
+            let s = v6.segments();
+            format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+        }
+        Some((address, Err(_))) if !address.is_empty() => address.to_owned(),
+        _ => "unknown".to_owned(),
+    }
+}
+
+/// The checks after parsing, before anything is written: Turnstile's verdict (when on), then the per-email limit
+/// (which counts the attempt). The practice's own tools pass both. `Some`: the refusal to answer.
+async fn screen(
+    store: &impl AttemptStore,
+    gate: &impl Gatekeeper,
+    request_id: &RequestId,
+    booking: &BookingRequest,
+    settings: &FlowSettings,
+) -> Option<Refusal> {
+    if settings.trusted_caller {
+        return None;
+    }
+    let limits = &settings.abuse;
+    if limits.turnstile {
+        let token = booking.turnstile_token.as_deref().or(settings.turnstile_header.as_deref());
+        let verdict = match token {
+            None => Err("no Turnstile token".to_owned()),
+            Some(token) => match gate.person_sent(token, settings.client_address.as_deref()).await {
+                Ok(true) => Ok(()),
+                Ok(false) => Err("Turnstile refused the token".to_owned()),
+                Err(error) => Err(format!("siteverify could not be asked: {error}")),
+            },
+        };
+        if let Err(why) = verdict {
+            warn!(step = "bot_check", outcome = "refused", code = "BOT_CHECK_FAILED", why = %why);
+            return Some(Refusal { code: ErrorCode::BotCheckFailed, step: Step::BotCheck, retry_after: None });
+        }
+    }
+    let email = match &booking.patient {
+        Patient::New(patient) => patient.email.as_str(),
+        Patient::Existing { .. } => return None,
+    };
+    if limits.per_email_per_hour > 0 {
+        match store.note_booking_attempt(email, request_id.as_str(), limits.per_email_per_hour).await {
+            Ok(attempt) if attempt.allowed => {}
+            Ok(_) => {
+                warn!(step = "rate_limit", outcome = "refused", code = "RATE_LIMITED", limit = "per_email");
+                // The whole hour, not the database's exact wait: that would tell anyone who types the email when
+                // its owner tried to book.
+                return Some(Refusal { code: ErrorCode::RateLimited, step: Step::RateLimit, retry_after: Some(3600) });
+            }
+            // The booking call that follows meets the same database, and answers for it.
+            Err(error) => warn!(step = "rate_limit", outcome = "unchecked", limit = "per_email", debug = %error.debug()),
+        }
+    }
+    None
+}
+
+/// The booking this request made after all, once its transaction has ended (a commit after the worker stopped
+/// waiting); `None` when it made none, or the database cannot say.
+async fn committed_after_all(store: &impl BookingStore, request_id: &RequestId, booking: &BookingRequest, call: Uuid, wait_ms: u64)
+    -> Option<BookingOutcome> {
+    match store.booking_by_request(request_id, booking, call, wait_ms).await {
+        Ok(Some(booked)) => {
+            warn!(step = "book_appointment", outcome = "committed_after_timeout", appointment_id = %booked.booking.appointment_id);
+            Some(booked)
+        }
+        Ok(None) => {
+            info!(step = "book_appointment", outcome = "not_committed");
+            None
+        }
+        Err(error) => {
+            warn!(step = "book_appointment", outcome = "outcome_unknown", debug = %error.debug());
+            None
+        }
+    }
 }
 
 /// Keeps the failure findable by request id. A failure here is logged, never shown to the patient.

@@ -21,12 +21,15 @@ use tracing::{info, warn, Instrument};
 
 use answer::{Answer, Answered};
 use booking_route::FlowSettings;
+use crate::abuse::{AttemptStore, Gatekeeper};
 use crate::booking::error::{BookingError, ErrorCode, Step};
 use crate::booking::store::BookingStore;
 use crate::config::Config;
 use crate::intakeq::Intakeq;
 use crate::support::clock::Clock;
 use crate::support::request_id::RequestId;
+use crate::support::secret::Secret;
+use crate::sync::record::AttemptSettings;
 use crate::sync::store::SyncStore;
 
 pub const BOOKING_PATH: &str = "/api/patient-booking/book-v2";
@@ -45,6 +48,10 @@ fn allowed_methods(path: &str) -> Option<&'static str> {
         _ => None,
     }
 }
+/// How long workerd lets a request's work go on after its answer (`waitUntil`); counted from the sync attempt's
+/// start, which comes before the answer, so it is on the safe side.
+const AFTER_ANSWER_LIMIT: Duration = Duration::from_secs(30);
+
 /// The largest booking body accepted.
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
 
@@ -86,12 +93,13 @@ pub struct Handled<'a> {
 
 /// Handles one request under `request_id` (see `RequestId::from_header`). `store` is `None` when the
 /// configuration is unusable (`config` then says why); `intakeq` when IntakeQ is not configured.
-pub async fn handle<'a, S: BookingStore + SyncStore, Q: Intakeq>(
+pub async fn handle<'a, S: BookingStore + SyncStore + AttemptStore, Q: Intakeq>(
     request: &'a HttpRequest,
     request_id: &'a RequestId,
     config: &'a Result<Config, Vec<&'static str>>,
     store: Option<&'a S>,
     intakeq: Option<&'a Q>,
+    gate: &impl Gatekeeper,
     clock: &'a impl Clock,
 ) -> Handled<'a> {
     let span = tracing::info_span!("request", request_id = %request_id.as_str());
@@ -100,7 +108,7 @@ pub async fn handle<'a, S: BookingStore + SyncStore, Q: Intakeq>(
         let allowed_origin = request
             .header("origin")
             .filter(|origin| config.as_ref().is_ok_and(|c| c.allowed_origins.iter().any(|o| o == origin)));
-        let Answered { answer, after_answer } = route(request, config, store, intakeq, clock, request_id).await;
+        let Answered { answer, after_answer } = route(request, config, store, intakeq, gate, clock, request_id).await;
         info!(step = "request", outcome = "answered", status = answer.status);
         Handled { response: respond(answer, request_id, allowed_origin, request.method == "OPTIONS"), after_response: after_answer }
     }
@@ -108,11 +116,12 @@ pub async fn handle<'a, S: BookingStore + SyncStore, Q: Intakeq>(
     .await
 }
 
-async fn route<'a, S: BookingStore + SyncStore, Q: Intakeq>(
+async fn route<'a, S: BookingStore + SyncStore + AttemptStore, Q: Intakeq>(
     request: &'a HttpRequest,
     config: &'a Result<Config, Vec<&'static str>>,
     store: Option<&'a S>,
     intakeq: Option<&'a Q>,
+    gate: &impl Gatekeeper,
     clock: &'a impl Clock,
     request_id: &'a RequestId,
 ) -> Answered<'a> {
@@ -157,11 +166,18 @@ async fn route<'a, S: BookingStore + SyncStore, Q: Intakeq>(
             let settings = FlowSettings {
                 expose_error_debug: config.expose_error_debug,
                 sync_lease_seconds: config.sync_lease_seconds,
-                sync_attempt: config.attempt_settings(),
+                // workerd keeps work going after the answer for about 30 s: the attempt plans for that.
+                sync_attempt: AttemptSettings { runtime_limit: Some(AFTER_ANSWER_LIMIT), ..config.attempt_settings() },
                 inline_sync_budget: Duration::from_millis(config.inline_sync_budget_ms),
+                trusted_caller: bearer_is(request, config.partner_api_token.as_ref()),
+                // Within the database call's own limit.
+                booking_wait_ms: config.database_timeout_ms.saturating_sub(1_000).max(100),
+                abuse: config.abuse,
+                client_address: request.header("cf-connecting-ip").map(|a| a.trim().to_owned()),
+                turnstile_header: request.header("cf-turnstile-response").map(str::to_owned),
             };
             let idempotency_key = request.header("idempotency-key");
-            booking_route::book(store, intakeq, clock, request_id, &request.body, idempotency_key, &settings).await
+            booking_route::book(store, intakeq, gate, clock, request_id, &request.body, idempotency_key, &settings).await
         }
         ("GET", HEALTH_PATH) => match store.health().await {
             Ok(()) => Answer { status: 200, headers: Vec::new(), body: json!({"status": "ok", "database": "ok"}) }.into(),
@@ -175,6 +191,12 @@ async fn route<'a, S: BookingStore + SyncStore, Q: Intakeq>(
     }
 }
 
+/// `Authorization: Bearer <expected>`, compared in constant time; never when no token is configured.
+fn bearer_is(request: &HttpRequest, expected: Option<&Secret>) -> bool {
+    let given = request.header("authorization").and_then(|h| h.strip_prefix("Bearer "));
+    matches!((expected, given), (Some(expected), Some(given)) if expected.matches(given))
+}
+
 fn respond(answer: Answer, request_id: &RequestId, allowed_origin: Option<&str>, preflight: bool) -> HttpResponse {
     let mut headers = vec![("X-Request-Id".to_owned(), request_id.as_str().to_owned())];
     headers.extend(answer.headers.into_iter().map(|(k, v)| (k.to_owned(), v)));
@@ -183,10 +205,10 @@ fn respond(answer: Answer, request_id: &RequestId, allowed_origin: Option<&str>,
         headers.push(("Vary".into(), "Origin".into()));
         if preflight {
             headers.push(("Access-Control-Allow-Methods".into(), "POST, GET, OPTIONS".into()));
-            headers.push(("Access-Control-Allow-Headers".into(), "Content-Type, X-Request-Id, Idempotency-Key".into()));
+            headers.push(("Access-Control-Allow-Headers".into(), "Content-Type, X-Request-Id, Idempotency-Key, CF-Turnstile-Response".into()));
             headers.push(("Access-Control-Max-Age".into(), "600".into()));
         } else {
-            headers.push(("Access-Control-Expose-Headers".into(), "X-Request-Id, Idempotent-Replayed".into()));
+            headers.push(("Access-Control-Expose-Headers".into(), "X-Request-Id, Idempotent-Replayed, Retry-After".into()));
         }
     }
     let body = if answer.status == 204 {

@@ -9,7 +9,7 @@ use tracing::{info, warn};
 use uuid::Uuid;
 
 use super::answer::{booking_error, Answer};
-use super::{HttpRequest, REQUEUE_PATH, SYNC_HEALTH_PATH};
+use super::{bearer_is, HttpRequest, REQUEUE_PATH, SYNC_HEALTH_PATH};
 use crate::booking::error::{BookingError, ErrorCode, Step};
 use crate::booking::request::FieldError;
 use crate::booking::store::StoreError;
@@ -68,10 +68,9 @@ pub async fn route(request: &HttpRequest, config: &Config, store: &impl SyncStor
     }
 }
 
-/// `Authorization: Bearer <ADMIN_TOKEN>`, compared in constant time.
+/// `Authorization: Bearer <ADMIN_TOKEN>`.
 fn is_staff(request: &HttpRequest, config: &Config) -> bool {
-    let given = request.header("authorization").and_then(|h| h.strip_prefix("Bearer "));
-    matches!((&config.admin_token, given), (Some(expected), Some(given)) if expected.matches(given))
+    bearer_is(request, config.admin_token.as_ref())
 }
 
 fn staff_answer(request_id: &RequestId, data: Value) -> Answer {

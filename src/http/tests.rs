@@ -2,6 +2,7 @@ use futures::executor::block_on;
 use serde_json::json;
 
 use super::*;
+use crate::abuse::Open;
 use crate::testing::{booked, form, FakeIntakeq, FakeStore, FixedClock};
 
 fn config() -> Result<Config, Vec<&'static str>> {
@@ -26,7 +27,7 @@ fn request(method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> H
 fn send(store: &FakeStore, request: &HttpRequest) -> HttpResponse {
     let request_id = RequestId::from_header(request.header("x-request-id"));
     let config = config();
-    let handled = block_on(handle(request, &request_id, &config, Some(store), None::<&FakeIntakeq>, &FixedClock));
+    let handled = block_on(handle(request, &request_id, &config, Some(store), None::<&FakeIntakeq>, &Open, &FixedClock));
     handled.response
 }
 
@@ -82,6 +83,7 @@ fn cors_is_granted_to_allowed_origins_only() {
     assert_eq!(allowed.status, 204);
     assert_eq!(allowed.header("access-control-allow-origin"), Some("https://book.example.com"));
     assert!(allowed.header("access-control-allow-headers").unwrap().contains("Idempotency-Key"));
+    assert!(allowed.header("access-control-allow-headers").unwrap().contains("CF-Turnstile-Response"));
     assert_eq!(allowed.body, "");
     let other = send(&store, &preflight("https://evil.example.net"));
     assert_eq!(other.status, 204);
@@ -89,7 +91,7 @@ fn cors_is_granted_to_allowed_origins_only() {
 
     let booking = FakeStore::answering(Ok(booked()));
     let response = send(&booking, &request("POST", BOOKING_PATH, &[("Content-Type", "application/json"), ("Origin", "https://book.example.com")], &form()));
-    assert_eq!(response.header("access-control-expose-headers"), Some("X-Request-Id, Idempotent-Replayed"));
+    assert_eq!(response.header("access-control-expose-headers"), Some("X-Request-Id, Idempotent-Replayed, Retry-After"));
 }
 
 #[test]
@@ -105,7 +107,7 @@ fn a_missing_setting_is_an_internal_error_that_names_nothing_to_the_client() {
     let broken: Result<Config, Vec<&'static str>> = Err(vec!["SUPABASE_SERVICE_ROLE_KEY"]);
     let request = request("POST", BOOKING_PATH, &[("Content-Type", "application/json")], &form());
     let request_id = RequestId::from_header(None);
-    let response = block_on(handle::<FakeStore, FakeIntakeq>(&request, &request_id, &broken, None, None, &FixedClock)).response;
+    let response = block_on(handle::<FakeStore, FakeIntakeq>(&request, &request_id, &broken, None, None, &Open, &FixedClock)).response;
     let body = json_body(&response);
     assert_eq!((response.status, body["code"].as_str(), body["step"].as_str()), (500, Some("INTERNAL_ERROR"), Some("configuration")));
     assert!(!response.body.contains("SUPABASE_SERVICE_ROLE_KEY"));

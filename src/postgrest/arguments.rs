@@ -10,9 +10,10 @@ use crate::support::request_id::RequestId;
 use crate::sync::job::{CallBudget, CallsMade, FailureKind, IntakeOutcome, RetryPolicy, SyncJob, SyncOutcome};
 
 /// The named arguments of `book_appointment`; absent optional values are left out (their defaults apply).
-pub fn book_appointment(booking: &BookingRequest, request_id: &RequestId, sync_lease_seconds: u32) -> Value {
+pub fn book_appointment(booking: &BookingRequest, request_id: &RequestId, call: Uuid, sync_lease_seconds: u32) -> Value {
     let mut arguments = json!({
         "p_request_id": request_id.as_str(),
+        "p_call_id": call,
         "p_provider_id": booking.provider_id,
         "p_payer_id": booking.payer.as_argument(),
         "p_start": booking.start.utc_rfc3339(),
@@ -20,24 +21,26 @@ pub fn book_appointment(booking: &BookingRequest, request_id: &RequestId, sync_l
         "p_sync_lease_seconds": sync_lease_seconds,
     });
     let object = arguments.as_object_mut().unwrap();
-    match &booking.patient {
-        Patient::Existing(id) => {
-            object.insert("p_patient_id".into(), json!(id));
+    let (patient_id, details) = match &booking.patient {
+        Patient::Existing { id, details } => (Some(id), details.as_ref()),
+        Patient::New(p) => (None, Some(p)),
+    };
+    if let Some(id) = patient_id {
+        object.insert("p_patient_id".into(), json!(id));
+    }
+    if let Some(p) = details {
+        let mut patient = json!({
+            "first_name": p.first_name.as_str(),
+            "last_name": p.last_name.as_str(),
+            "email": p.email.as_str(),
+        });
+        if let Some(phone) = &p.phone {
+            patient["phone"] = json!(phone.as_str());
         }
-        Patient::New(p) => {
-            let mut patient = json!({
-                "first_name": p.first_name.as_str(),
-                "last_name": p.last_name.as_str(),
-                "email": p.email.as_str(),
-            });
-            if let Some(phone) = &p.phone {
-                patient["phone"] = json!(phone.as_str());
-            }
-            if let Some(dob) = &p.date_of_birth {
-                patient["date_of_birth"] = json!(dob.iso());
-            }
-            object.insert("p_patient".into(), patient);
+        if let Some(dob) = &p.date_of_birth {
+            patient["date_of_birth"] = json!(dob.iso());
         }
+        object.insert("p_patient".into(), patient);
     }
     if let Some(key) = &booking.idempotency_key {
         object.insert("p_idempotency_key".into(), json!(key.as_str()));
@@ -61,6 +64,19 @@ pub fn book_appointment(booking: &BookingRequest, request_id: &RequestId, sync_l
         );
     }
     arguments
+}
+
+pub fn note_booking_attempt(email: &str, request_id: &str, limit_per_hour: u32) -> Value {
+    json!({"p_email": email, "p_request_id": request_id, "p_limit_per_hour": limit_per_hour})
+}
+
+pub fn booking_by_request(request_id: &RequestId, booking: &BookingRequest, call: Uuid, wait_ms: u64) -> Value {
+    let (patient_id, email) = match &booking.patient {
+        Patient::Existing { id, details } => (Some(id), details.as_ref().map(|d| d.email.as_str())),
+        Patient::New(p) => (None, Some(p.email.as_str())),
+    };
+    json!({"p_request_id": request_id.as_str(), "p_wait_ms": wait_ms, "p_provider_id": booking.provider_id,
+           "p_start": booking.start.utc_rfc3339(), "p_email": email, "p_patient_id": patient_id, "p_call_id": call})
 }
 
 pub fn record_booking_failure(failure: &FailureRecord) -> Value {
@@ -182,11 +198,13 @@ mod tests {
 #[test]
 fn the_rpc_arguments_carry_the_booking() {
     let request = parse(&full_form()).unwrap();
-    let arguments = book_appointment(&request, &RequestId::from_header(Some("req-1")), 45);
+    let call: Uuid = "ca110000-0000-4000-8000-000000000001".parse().unwrap();
+    let arguments = book_appointment(&request, &RequestId::from_header(Some("req-1")), call, 45);
     assert_eq!(
         arguments,
         json!({
             "p_request_id": "req-1",
+            "p_call_id": "ca110000-0000-4000-8000-000000000001",
             "p_provider_id": "a1000000-0000-4000-8000-000000000001",
             "p_payer_id": "b2000000-0000-4000-8000-000000000001",
             "p_start": "2026-12-01T16:00:00Z",
@@ -201,7 +219,7 @@ fn the_rpc_arguments_carry_the_booking() {
     );
     let mut cash = full_form();
     cash["payerId"] = json!("cash-payment");
-    assert_eq!(book_appointment(&parse(&cash).unwrap(), &RequestId::from_header(None), 60)["p_payer_id"], "cash-payment");
+    assert_eq!(book_appointment(&parse(&cash).unwrap(), &RequestId::from_header(None), call, 60)["p_payer_id"], "cash-payment");
 }
 
     #[test]

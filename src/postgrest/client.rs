@@ -10,6 +10,7 @@ use uuid::Uuid;
 
 use super::errors::error_from_postgrest;
 use super::{arguments, decode};
+use crate::abuse::{AttemptStore, EmailAttempt};
 use crate::alerts::{Alert, AlertStore};
 use crate::booking::model::BookingOutcome;
 use crate::booking::request::BookingRequest;
@@ -62,8 +63,14 @@ impl PostgrestStore {
 }
 
 impl BookingStore for PostgrestStore {
-    async fn book(&self, booking: &BookingRequest, request_id: &RequestId, sync_lease_seconds: u32) -> Result<BookingOutcome, StoreError> {
-        self.call("book_appointment", &arguments::book_appointment(booking, request_id, sync_lease_seconds)).await
+    async fn book(&self, booking: &BookingRequest, request_id: &RequestId, call: Uuid, sync_lease_seconds: u32)
+        -> Result<BookingOutcome, StoreError> {
+        self.call("book_appointment", &arguments::book_appointment(booking, request_id, call, sync_lease_seconds)).await
+    }
+
+    async fn booking_by_request(&self, request_id: &RequestId, booking: &BookingRequest, call: Uuid, wait_ms: u64)
+        -> Result<Option<BookingOutcome>, StoreError> {
+        self.call("booking_by_request", &arguments::booking_by_request(request_id, booking, call, wait_ms)).await
     }
 
     async fn record_failure(&self, failure: &FailureRecord) -> Result<(), StoreError> {
@@ -72,6 +79,12 @@ impl BookingStore for PostgrestStore {
 
     async fn health(&self) -> Result<(), StoreError> {
         self.rpc("health_check", &json!({})).await.map(|_| ())
+    }
+}
+
+impl AttemptStore for PostgrestStore {
+    async fn note_booking_attempt(&self, email: &str, request_id: &str, limit_per_hour: u32) -> Result<EmailAttempt, StoreError> {
+        self.call("note_booking_attempt", &arguments::note_booking_attempt(email, request_id, limit_per_hour)).await
     }
 }
 

@@ -1,6 +1,6 @@
 //! PostgREST's error answers in the store's terms: our functions' scheme (SQLSTATE `PT<status>`, message = the
-//! contract's code, hint = the step, details = a diagnostic) becomes `Refused`; 503/504 `Unavailable`;
-//! anything else `Unexpected`.
+//! contract's code, hint = the step, details = a diagnostic) becomes `Refused`; 503/504, and a statement or
+//! lock timeout or a connection Postgres could not give, `Unavailable`; anything else `Unexpected`.
 
 use serde::Deserialize;
 
@@ -29,11 +29,17 @@ pub fn error_from_postgrest(status: u16, body: &str) -> StoreError {
         Some(e) => format!("{}: {}", e.code.as_deref().unwrap_or("?"), e.message.as_deref().unwrap_or("")),
         None => format!("a non-JSON answer of {} bytes", body.len()),
     };
-    match status {
-        503 | 504 => StoreError::Unavailable { detail },
+    let sqlstate = parsed.as_ref().and_then(|e| e.code.as_deref());
+    match (status, sqlstate) {
+        (503 | 504, _) => StoreError::Unavailable { detail },
+        (_, Some(code)) if UNAVAILABLE_SQLSTATES.contains(&code) => StoreError::Unavailable { detail },
         _ => StoreError::Unexpected { status: Some(status), detail },
     }
 }
+
+/// Postgres gave up for now, not for good: a statement timeout or cancel, a lock timeout, no free connection,
+/// a server shutting down. Trying again in a moment may succeed.
+const UNAVAILABLE_SQLSTATES: [&str; 6] = ["57014", "55P03", "53300", "57P01", "57P02", "57P03"];
 
 #[cfg(test)]
 mod tests {
@@ -62,5 +68,9 @@ mod tests {
             error_from_postgrest(400, r#"{"code":"PT400","message":"NOT_A_CODE","hint":"conflict_check"}"#),
             StoreError::Unexpected { .. }
         ));
+        for timeout in ["57014", "55P03"] {
+            let body = format!(r#"{{"code":"{timeout}","message":"canceling statement due to statement timeout"}}"#);
+            assert!(matches!(error_from_postgrest(500, &body), StoreError::Unavailable { .. }), "{timeout}");
+        }
     }
 }

@@ -54,6 +54,10 @@ impl<'a, C: Clock> Lease<'a, C> {
                 Some(top_up) if top_up().await => self.granted.set(self.granted.get() + 1),
                 _ => return Err(IntakeqError::NoBudget),
             }
+            // The top-up was a database call: the lease may have run short meanwhile.
+            if self.clock.now() > self.last_call_start {
+                return Err(IntakeqError::LeaseTooShort);
+            }
         }
         self.made.set(self.made.get() + 1);
         let result = call.await;

@@ -138,8 +138,9 @@ pub struct CallBudget {
 
 impl CallBudget {
     /// How long a 429 without `Retry-After` pauses every caller: one of the budget's minutes, in whole seconds.
+    /// At most a day (a longer `Retry-After` is waited out a day at a time).
     pub fn pause_after_429_seconds(&self, retry_after_seconds: Option<u64>) -> u64 {
-        retry_after_seconds.unwrap_or_else(|| u64::from(self.minute_ms).div_ceil(1000)).max(1)
+        retry_after_seconds.unwrap_or_else(|| u64::from(self.minute_ms).div_ceil(1000)).clamp(1, 86_400)
     }
 }
 

@@ -22,6 +22,9 @@ pub struct AttemptSettings {
     pub call_and_record: Duration,
     /// IntakeQ's call budget, shared by every runner.
     pub budget: CallBudget,
+    /// How long the runtime lets the attempt run at all, from its start, when that is shorter than its lease:
+    /// the booking request's attempt goes on after the answer only as long as workerd's waitUntil allows.
+    pub runtime_limit: Option<Duration>,
 }
 
 /// What came of an attempt: IntakeQ's side, and the database's record of it (an error when the result could
@@ -43,15 +46,20 @@ pub async fn attempt_and_record(
     let span = tracing::info_span!("sync_job", request_id = %job.booking.request_id, job_id = %job.job_id, runner);
     async {
         info!(step = "sync_attempt", outcome = "started", attempt = job.attempt, needs_reconcile = job.needs_reconcile);
-        // The lease's end on this runner's clock (the database says how long it has left, not when it ends).
+        // The lease's end on this runner's clock (the database says how long it has left, not when it ends),
+        // counted from before the reservation, which takes time of its own; and no later than the runtime allows.
+        let started = clock.now();
         let margin = chrono::Duration::from_std(settings.call_and_record).unwrap_or(chrono::Duration::MAX);
-        let left = chrono::Duration::seconds(job.lease_seconds_left.unwrap_or(0));
+        let mut left = chrono::Duration::seconds(job.lease_seconds_left.unwrap_or(0));
+        if let Some(limit) = settings.runtime_limit.and_then(|l| chrono::Duration::from_std(l).ok()) {
+            left = left.min(limit);
+        }
         let top_up: TopUp = Box::new(|| {
             Box::pin(async { store.reserve_intakeq_calls(job, runner, Some(1), &settings.budget).await.is_ok_and(|r| r.reserved) })
         });
         let (outcome, calls) = match reserved_calls(store, job, runner, &settings.budget).await {
             Some(granted) => {
-                let lease = Lease::new(clock, clock.now() + left - margin, granted, Some(top_up));
+                let lease = Lease::new(clock, started + left - margin, granted, Some(top_up));
                 let outcome = sync_booking(intakeq, &lease, job).await;
                 let rate_limited_seconds = retry_after_429(&outcome).map(|after| settings.budget.pause_after_429_seconds(after));
                 (outcome, CallsMade { intakeq_answered: lease.intakeq_answered(), made: lease.calls_made(), rate_limited_seconds })

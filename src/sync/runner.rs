@@ -26,8 +26,8 @@ pub struct RunnerSettings {
     pub run_for: Duration,
 }
 
-/// The shortest wait for the budget (the database's answer is in milliseconds; a wait of 0 is a race lost).
-const SHORTEST_WAIT: Duration = Duration::from_millis(50);
+/// The shortest wait for the budget: a wait of 0 with nothing claimed is a race lost, not a reason to ask again at once.
+const SHORTEST_WAIT: Duration = Duration::from_millis(200);
 
 #[derive(Debug, Default, PartialEq, Eq, Serialize)]
 pub struct RunSummary {
@@ -98,7 +98,7 @@ mod tests {
 
     fn settings() -> RunnerSettings {
         let policy = RetryPolicy { max_attempts: None, max_backoff_minutes: 30, retry_window_hours: 72 };
-        RunnerSettings { batch_size: 10, lease_seconds: 60, attempt: AttemptSettings { policy, call_and_record: std::time::Duration::from_secs(10), budget: crate::sync::job::CallBudget { per_minute: 10, per_day: 500, minute_ms: 60_000 } }, run_for: Duration::from_secs(60) }
+        RunnerSettings { batch_size: 10, lease_seconds: 60, attempt: AttemptSettings { policy, call_and_record: std::time::Duration::from_secs(10), budget: crate::sync::job::CallBudget { per_minute: 10, per_day: 500, minute_ms: 60_000 }, runtime_limit: None }, run_for: Duration::from_secs(60) }
     }
 
     fn run(store: &FakeStore, intakeq: &FakeIntakeq, settings: &RunnerSettings) -> RunSummary {
@@ -149,14 +149,13 @@ mod tests {
     #[test]
     fn a_run_waits_for_the_budget_while_it_has_time_and_stops_when_the_wait_is_longer() {
         let store = FakeStore::default();
-        store.due_jobs.borrow_mut().push(job(false));
-        // The job comes due only after one wait (the fake's claim hands out what is in due_jobs, so it is
-        // taken first; then nothing is due but the budget says 20 ms, then 5 minutes).
+        // Nothing fits at first; after a wait of 20 ms the job does; then the budget says 5 minutes.
+        store.due_after_a_wait.borrow_mut().push(job(false));
         store.budget_waits.borrow_mut().extend([20, 300_000]);
         let summary = run(&store, &FakeIntakeq::default(), &settings());
-        assert_eq!((summary.claimed, summary.synced), (1, 1));
-        assert_eq!(summary.waited_ms, 50, "one short wait (at least SHORTEST_WAIT), none of 5 minutes past the run's end");
-        assert_eq!(*store.claims.borrow(), [1, 1, 1], "a claim after the wait, then the run ended");
+        assert_eq!((summary.claimed, summary.synced), (1, 1), "the job was claimed after the wait");
+        assert_eq!(summary.waited_ms, 200, "one short wait (at least SHORTEST_WAIT), none of 5 minutes past the run's end");
+        assert_eq!(*store.claims.borrow(), [1, 1, 1], "a claim, the wait, a claim that got the job, a claim, then the end");
     }
 
     #[test]

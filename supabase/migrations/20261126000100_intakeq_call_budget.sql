@@ -23,7 +23,7 @@
 -- The tables -----------------------------------------------------------------------------------------------------
 create table public.intakeq_call_reservations (
   id          uuid primary key default gen_random_uuid(),
-  job_id      uuid references public.sync_retry_queue (id) on delete cascade,
+  job_id      uuid references public.sync_retry_queue (id) on delete set null,
   lease_token uuid not null unique,
   holder      text check (char_length(holder) <= 100),
   calls       integer not null check (calls between 0 and 1000),
@@ -213,7 +213,7 @@ begin
   -- The job's row, then the queue's: the order record_sync_result takes them in.
   select * into v_job from public.sync_retry_queue where id = p_job_id for update;
   if not found or v_job.state <> 'pending' or v_job.lease_token is distinct from p_lease_token
-     or v_job.locked_until <= now() then
+     or v_job.locked_until is null or v_job.locked_until <= now() then
     return v_refused;
   end if;
   select paused_at into v_paused from public.sync_queue_state for update;
@@ -480,11 +480,12 @@ begin
   select pq_appointment_id into v_recorded from public.appointments where id = v_job.appointment_id;
 
   -- IntakeQ's call budget, before the fencing: a holder that lost its lease made its calls all the same. Its
-  -- reservation becomes the calls made, counted until now (no longer until the lease's end); calls made without
-  -- a reservation count from now. A 429 makes every caller wait.
+  -- reservation becomes the calls made, counted from now (the report comes after its last call; a late report
+  -- after the lease's end counts them later still, never earlier); calls made without a reservation count from
+  -- now. A 429 makes every caller wait.
   if p_intakeq_calls_made is not null then
     update public.intakeq_call_reservations
-    set calls = p_intakeq_calls_made, held_until = least(held_until, now()), reported_at = now()
+    set calls = p_intakeq_calls_made, held_until = now(), reported_at = now()
     where lease_token = p_lease_token and reported_at is null;
     if not found and p_intakeq_calls_made > 0 then
       insert into public.intakeq_call_reservations (job_id, lease_token, holder, calls, held_until, reported_at)

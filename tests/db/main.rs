@@ -1,4 +1,5 @@
-//! The database suite, one test binary: the concurrency guarantees of `book_appointment`, over separate
+//! The database suite, one test binary: the concurrency guarantees of `book_appointment` (and of
+//! `booking_by_request`, which waits for a booking's transaction), over separate
 //! Postgres connections as PostgREST would make them (one transaction per call, role `service_role`). Needs
 //! `DATABASE_URL` pointing at a migrated, seeded database; `make test-db` creates a throwaway one.
 
@@ -25,6 +26,14 @@ enum Patient {
 
 fn new_patient(first_name: &str, email: &str) -> Patient {
     Patient::New(serde_json::json!({"first_name": first_name, "last_name": "Racer", "email": email}).to_string())
+}
+
+/// A new patient who gives a date of birth: the full identity, so the same slot again is answered as a duplicate.
+fn identified_patient(first_name: &str, email: &str) -> Patient {
+    Patient::New(
+        serde_json::json!({"first_name": first_name, "last_name": "Racer", "email": email, "date_of_birth": "1984-08-04"})
+            .to_string(),
+    )
 }
 
 /// One booking request: a cash booking with the test's provider, `hour` o'clock UTC 30 days from today.
@@ -222,12 +231,13 @@ async fn sixteen_resubmits_of_one_booking_give_one_appointment() {
     let provider_id = new_provider(&owner, &tag).await;
     let email = format!("{tag}@example.com");
 
-    // Half carry the same idempotency key (a retried request), half none (a double-clicked form).
+    // Half carry the same idempotency key (a retried request), half none (a double-clicked form). With a date of
+    // birth: only the full identity is told about an existing appointment.
     let outcomes = book_simultaneously(
         (0..16)
             .map(|i| Booking {
                 idempotency_key: (i % 2 == 0).then(|| format!("{tag}-key")),
-                ..Booking::cash(&provider_id, &format!("resubmit-{i}"), 10, new_patient("Alex", &email))
+                ..Booking::cash(&provider_id, &format!("resubmit-{i}"), 10, identified_patient("Alex", &email))
             })
             .collect(),
     )
@@ -290,4 +300,109 @@ async fn a_booking_blocked_on_an_uncommitted_one_learns_its_outcome_when_it_ends
     assert_eq!(second["is_duplicate"], false);
     let sql = "select count(*) from public.appointments where provider_id::text = $1";
     assert_eq!(count(&owner, sql, &provider_id).await, 4, "earlier, double-1, overlap-1 and rollback-2");
+}
+
+const PATIENT_SLOT_TAKEN: (&str, &str, &str) = ("PT409", "PATIENT_SLOT_TAKEN", "conflict_check");
+
+/// One patient never holds two overlapping appointments, even when the second booking (with another provider)
+/// runs while the first is uncommitted: the patient's exclusion constraint decides, and says so by its name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_patient_booking_two_providers_at_once_gets_one_appointment() {
+    let owner = connect_as_owner().await;
+    let tag = unique_tag("two-places");
+    let first_provider = new_provider(&owner, &tag).await;
+    let second_provider = new_provider(&owner, &format!("{tag}-2")).await;
+    let patient = identified_patient("Quinn", &format!("{tag}@example.com"));
+    let earlier = book(&owner, &Booking::cash(&first_provider, &format!("{tag}-0"), 8, patient)).await;
+    let quinn = Patient::Existing(earlier.expect("Quinn books")["patient"]["id"].as_str().unwrap().to_owned());
+
+    let refused = book_while_first_is_uncommitted(
+        Booking::cash(&first_provider, &format!("{tag}-1"), 12, quinn.clone()),
+        Booking::cash(&second_provider, &format!("{tag}-2"), 12, quinn.clone()),
+        "commit",
+    )
+    .await
+    .expect_err("Quinn is already booked then");
+    assert_eq!(error_kind(&refused), PATIENT_SLOT_TAKEN);
+
+    let booked = book_while_first_is_uncommitted(
+        Booking::cash(&first_provider, &format!("{tag}-3"), 14, quinn.clone()),
+        Booking::cash(&second_provider, &format!("{tag}-4"), 14, quinn),
+        "rollback",
+    )
+    .await
+    .expect("the first rolled back: Quinn is free then");
+    assert_eq!(booked["is_duplicate"], false);
+    let sql = "select count(*) from public.appointments a join public.providers p on p.id = a.provider_id
+               where p.last_name like $1 || '%'";
+    assert_eq!(count(&owner, sql, &tag).await, 3, "the earlier one, the first at 12, the second at 14");
+}
+
+/// What `booking_by_request` came to: its JSON (null when the request booked nothing), or the error.
+async fn booking_by_request(client: &Client, request_id: &str, wait_ms: i32) -> Outcome {
+    match client.query_one("select public.booking_by_request($1, $2)::text", &[&request_id, &wait_ms]).await {
+        Ok(row) => Ok(row.get::<_, Option<&str>>(0).map_or(Value::Null, |json| serde_json::from_str(json).unwrap())),
+        Err(error) => {
+            let db = error.as_db_error().unwrap_or_else(|| panic!("not a database error: {error}"));
+            Err((db.code().code().to_owned(), db.message().to_owned(), db.hint().unwrap_or_default().to_owned()))
+        }
+    }
+}
+
+/// Books in an open transaction, asks `booking_by_request` about it on another connection, waits until that
+/// call is blocked on the booking, then ends the booking with `commit` or `rollback`: answers what the call said
+/// and what the booking had answered inside its transaction.
+async fn ask_while_booking_is_uncommitted(booking: Booking, end_with: &str) -> (Outcome, Value) {
+    let owner = connect_as_owner().await;
+    let booking_client = connect_as_service_role().await;
+    booking_client.batch_execute("begin").await.unwrap();
+    let answer = book(&booking_client, &booking).await.expect("the booking succeeds inside its transaction");
+
+    let asking_client = connect_as_service_role().await;
+    let asking_pid: i32 = asking_client.query_one("select pg_backend_pid()", &[]).await.unwrap().get(0);
+    let request_id = booking.request_id.clone();
+    let asking = tokio::spawn(async move { booking_by_request(&asking_client, &request_id, 10_000).await });
+    until_blocked(&owner, asking_pid).await;
+    booking_client.batch_execute(end_with).await.unwrap();
+    (asking.await.unwrap(), answer)
+}
+
+/// A timeout tells the truth: the worker, its booking call timed out, asks what the request booked. The answer
+/// waits for the booking's transaction: the booking when it commits, null when it rolls back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn booking_by_request_waits_for_the_booking_s_transaction() {
+    let owner = connect_as_owner().await;
+    let tag = unique_tag("by-request");
+    let provider_id = new_provider(&owner, &tag).await;
+
+    let committed = Booking::cash(&provider_id, &format!("{tag}-commit"), 9, new_patient("Lee", &format!("{tag}@example.com")));
+    let (asked, answered) = ask_while_booking_is_uncommitted(committed, "commit").await;
+    let asked = asked.expect("booking_by_request answers once the booking has committed");
+    assert_eq!(asked["appointment_id"], answered["appointment_id"], "the committed booking");
+    assert_eq!(asked["patient_created"], true, "whose request made the patient");
+    assert_eq!((&asked["is_duplicate"], &asked["replayed"]), (&Value::Bool(false), &Value::Bool(false)));
+    let mut shape: Vec<&String> = asked.as_object().unwrap().keys().collect();
+    let mut expected: Vec<&String> = answered.as_object().unwrap().keys().collect();
+    shape.sort();
+    expected.sort();
+    assert_eq!(shape, expected, "the shape of book_appointment's answer");
+
+    let rolled_back =
+        Booking::cash(&provider_id, &format!("{tag}-rollback"), 11, new_patient("Lou", &format!("{tag}.lou@example.com")));
+    let (asked, _) = ask_while_booking_is_uncommitted(rolled_back, "rollback").await;
+    assert_eq!(asked.expect("booking_by_request answers once the booking has rolled back"), Value::Null);
+
+    // Still running after the wait: unavailable, not "nothing".
+    let held = connect_as_service_role().await;
+    held.batch_execute("begin").await.unwrap();
+    let slow = Booking::cash(&provider_id, &format!("{tag}-slow"), 13, new_patient("Sol", &format!("{tag}.sol@example.com")));
+    book(&held, &slow).await.expect("the booking succeeds inside its transaction");
+    let asking = connect_as_service_role().await;
+    let started = Instant::now();
+    let refused = booking_by_request(&asking, &slow.request_id, 200).await.expect_err("the booking is still running");
+    assert_eq!(error_kind(&refused), ("PT503", "DATABASE_UNAVAILABLE", "booking_rpc"));
+    assert!(started.elapsed() < Duration::from_secs(5), "it waited about p_wait_ms, not for ever");
+    let lock_timeout: String = asking.query_one("show lock_timeout", &[]).await.unwrap().get(0);
+    assert_eq!(lock_timeout, "0", "the session's lock_timeout is as it was");
+    held.batch_execute("rollback").await.unwrap();
 }

@@ -3,7 +3,7 @@
 
 use serde_json::json;
 
-use crate::support::{booking, new_provider, start, unique};
+use crate::support::{booking, new_provider, start, unique, PARTNER_TOKEN};
 
 #[tokio::test]
 async fn a_booking_is_201_and_its_request_id_is_on_every_row() {
@@ -45,7 +45,10 @@ async fn an_existing_patient_and_self_pay() {
     body.as_object_mut().unwrap().remove("patient");
     body["patientId"] = json!("e5000000-0000-4000-8000-000000000001");
     body["payerId"] = json!("cash-payment");
-    let answer = stack.post(&body, &[]).await;
+    let refused = stack.post(&body, &[]).await;
+    assert_eq!((refused.status, &refused.body["code"]), (403, &json!("PATIENT_ID_NOT_ALLOWED")), "a patientId needs the partner token");
+    let bearer = format!("Bearer {PARTNER_TOKEN}");
+    let answer = stack.post(&body, &[("authorization", &bearer)]).await;
     assert_eq!(answer.status, 201, "{}", answer.body);
     assert_eq!(answer.body["data"]["patientId"], "e5000000-0000-4000-8000-000000000001");
     let appointment = answer.body["data"]["appointmentId"].as_str().unwrap();

@@ -5,6 +5,7 @@
 
 mod support;
 
+mod abuse_limits;
 mod answer_budget;
 mod booking;
 mod browser;
@@ -13,6 +14,7 @@ mod concurrency;
 mod cors_and_logs;
 mod database_unavailable;
 mod failures;
+mod honest_answers;
 mod hostile_input;
 mod intake_forms;
 mod schemathesis;

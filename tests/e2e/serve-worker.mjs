@@ -11,7 +11,8 @@ const settings = ["SUPABASE_URL", "SUPABASE_SERVICE_ROLE_KEY", "ALLOWED_ORIGINS"
   "DATABASE_TIMEOUT_MS", "SYNC_LEASE_SECONDS", "INTAKEQ_BASE_URL", "INTAKEQ_API_KEY", "INTAKEQ_TIMEOUT_MS",
   "SYNC_BATCH_SIZE", "SYNC_MAX_ATTEMPTS", "SYNC_MAX_BACKOFF_MINUTES", "SYNC_RETRY_WINDOW_HOURS", "ADMIN_TOKEN",
   "STAFF_ALERT_WEBHOOK_URL", "INTAKEQ_CALLS_PER_MINUTE", "INTAKEQ_CALLS_PER_DAY", "INTAKEQ_BUDGET_MINUTE_MS",
-  "INLINE_SYNC_BUDGET_MS"];
+  "INLINE_SYNC_BUDGET_MS", "PARTNER_API_TOKEN", "BOOKING_LIMIT_PER_IP_PER_MINUTE", "BOOKING_LIMIT_PER_EMAIL_PER_HOUR",
+  "TURNSTILE_SECRET_KEY", "TURNSTILE_VERIFY_URL"];
 const bindings = Object.fromEntries(settings.filter((k) => process.env[k] !== undefined).map((k) => [k, process.env[k]]));
 
 const mf = new Miniflare({
@@ -21,6 +22,10 @@ const mf = new Miniflare({
   modulesRules: [{ type: "CompiledWasm", include: ["**/*.wasm"], fallthrough: true }],
   compatibilityDate: "2025-09-01",
   bindings,
+  // wrangler.toml's [[ratelimits]] binding, with the limit the environment gives (the worker skips it at 0).
+  ratelimits: {
+    BOOKING_IP_LIMITER: { simple: { limit: Number(process.env.BOOKING_LIMIT_PER_IP_PER_MINUTE) || 10, period: 60 } },
+  },
   host: "127.0.0.1",
   port: Number(process.env.PORT ?? 0),
   cf: false,

@@ -22,6 +22,8 @@ use tokio_postgres::NoTls;
 pub const ALLOWED_ORIGIN: &str = "https://book.example.com";
 pub const BOOKING_PATH: &str = "/api/patient-booking/book-v2";
 pub const ADMIN_TOKEN: &str = "e2e-staff-token";
+/// The practice's own tools: they may book for a patient record by `patientId`.
+pub const PARTNER_TOKEN: &str = "e2e-partner-token";
 const SANDBOX_KEY: &str = "e2e-intakeq-key";
 /// The worker gives up on an IntakeQ call after this; the sandbox's slow faults take longer.
 pub const INTAKEQ_TIMEOUT_MS: u64 = 3000;
@@ -149,11 +151,15 @@ pub async fn start_with(suite: &str, supabase_url: Option<String>, with_intakeq:
         .env("DATABASE_TIMEOUT_MS", "10000")
         .env("SYNC_LEASE_SECONDS", "30")
         .env("ADMIN_TOKEN", ADMIN_TOKEN)
+        .env("PARTNER_API_TOKEN", PARTNER_TOKEN)
         // The sandbox allows 1000 calls a minute here, and so does the worker's budget; a booking's answer
         // waits for its whole first attempt. The stories about the budget and the answer's wait set their own.
         .env("INTAKEQ_CALLS_PER_MINUTE", "1000")
         .env("INTAKEQ_CALLS_PER_DAY", "100000")
         .env("INLINE_SYNC_BUDGET_MS", "60000")
+        // Every test books from one address, many times for some emails: the limits are the abuse story's.
+        .env("BOOKING_LIMIT_PER_IP_PER_MINUTE", "0")
+        .env("BOOKING_LIMIT_PER_EMAIL_PER_HOUR", "0")
         .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())

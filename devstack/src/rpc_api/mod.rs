@@ -5,7 +5,8 @@
 //! Each request: the gateway's `apikey` check and the JWT check (`auth`), the function chosen from the
 //! catalog by the body's keys (`functions`), then ONE transaction as the `authenticator` user that switches to
 //! the JWT's role, exposes the claims in `request.jwt.claims`, calls the function and commits, or rolls back
-//! on any error, which is answered in PostgREST's shape (`errors`).
+//! on any error, which is answered in PostgREST's shape (`errors`). As with PostgREST, a call goes on to its end
+//! when the client gives up waiting (PostgREST/postgrest#2352).
 
 pub mod auth;
 pub mod errors;
@@ -91,10 +92,18 @@ async fn call_function(
     body: Bytes,
 ) -> Response {
     let started = Instant::now();
-    let response = match handle(&api, &method, &function, query.as_deref(), &headers, &body).await {
-        Ok(response) => response,
-        Err(error) => error.into_response(),
+    // Like PostgREST, a call runs to its end (commit or rollback) even when the client stops waiting: the work
+    // is a task of its own, which a dropped connection does not cancel.
+    let work = {
+        let (method, function) = (method.clone(), function.clone());
+        tokio::spawn(async move {
+            match handle(&api, &method, &function, query.as_deref(), &headers, &body).await {
+                Ok(response) => response,
+                Err(error) => error.into_response(),
+            }
+        })
     };
+    let response = work.await.unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response());
     tracing::info!(
         method = %method, function = %function, status = response.status().as_u16(),
         ms = started.elapsed().as_millis() as u64, "rpc"

@@ -1,14 +1,17 @@
 //! An email address: RFC 5321/5322 syntax (the `email_address` crate), at most 254 characters, no whitespace
-//! or quoted parts, and a domain with a dot: what the practice can actually send a confirmation to.
+//! or quoted parts, and a domain with a dot: what the practice can actually send a confirmation to. Kept in
+//! Unicode's composed form (NFC), as names are.
 
 use email_address::EmailAddress;
+use unicode_normalization::UnicodeNormalization;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Email(String);
 
 impl Email {
     pub fn parse(raw: &str) -> Result<Self, String> {
-        let trimmed = raw.trim();
+        let composed: String = raw.trim().nfc().collect();
+        let trimmed = composed.as_str();
         if trimmed.is_empty() {
             return Err("is required".into());
         }

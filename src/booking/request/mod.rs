@@ -44,8 +44,23 @@ pub struct NewPatient {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Patient {
-    Existing(Uuid),
+    /// A patient record named by id (trusted callers only), with the details the caller has, which must not
+    /// contradict the record.
+    Existing { id: Uuid, details: Option<NewPatient> },
     New(NewPatient),
+}
+
+impl NewPatient {
+    /// What the logs may say about these details.
+    fn masked(&self) -> Value {
+        json!({
+            "firstName": masking::name(self.first_name.as_str()),
+            "lastName": masking::name(self.last_name.as_str()),
+            "email": masking::email(self.email.as_str()),
+            "phone": self.phone.as_ref().map(|phone| masking::phone(phone.as_str())),
+            "dateOfBirth": self.date_of_birth.map(|_| masking::REDACTED),
+        })
+    }
 }
 
 /// The case manager the form may name.
@@ -68,6 +83,8 @@ pub struct BookingRequest {
     pub group_number: Option<Text>,
     pub contact: Option<Contact>,
     pub idempotency_key: Option<IdempotencyKey>,
+    /// The Turnstile widget's token, when the form sends it in the body (`turnstileToken`).
+    pub turnstile_token: Option<String>,
 }
 
 /// Reads one JSON object's fields, collecting every problem under its dotted path.
@@ -146,6 +163,10 @@ impl BookingRequest {
         let group_number = top.optional("groupNumber", |s| Text::parse(s, 100, false));
         let contact_object = top.object("contact");
         let body_key = top.optional("idempotencyKey", IdempotencyKey::parse);
+        let turnstile_token = top.optional("turnstileToken", |s| match s.len() {
+            1..=2048 => Ok(s.to_owned()),
+            _ => Err("must be 1-2048 characters (the Turnstile widget's token)".to_string()),
+        });
         let patient_id_sent = object.get("patientId").is_some_and(|v| !v.is_null());
 
         let idempotency_key = match idempotency_header {
@@ -155,22 +176,22 @@ impl BookingRequest {
             None => body_key,
         };
 
-        let patient = match (patient_id, patient_object) {
-            (Some(id), _) => Some(Patient::Existing(id)),
-            (None, Some(fields)) if !patient_id_sent => {
-                let mut p = Fields { object: fields, prefix: "patient.", errors: &mut errors };
-                let first_name = p.required("firstName", PersonName::parse);
-                let last_name = p.required("lastName", PersonName::parse);
-                let email = p.required("email", Email::parse);
-                let phone = p.optional("phone", Phone::parse);
-                let date_of_birth = p.optional("dateOfBirth", |s| DateOfBirth::parse(s, today));
-                match (first_name, last_name, email) {
-                    (Some(first_name), Some(last_name), Some(email)) => {
-                        Some(Patient::New(NewPatient { first_name, last_name, email, phone, date_of_birth }))
-                    }
-                    _ => None,
-                }
+        let mut patient_fields = |fields| {
+            let mut p = Fields { object: fields, prefix: "patient.", errors: &mut errors };
+            let first_name = p.required("firstName", PersonName::parse);
+            let last_name = p.required("lastName", PersonName::parse);
+            let email = p.required("email", Email::parse);
+            let phone = p.optional("phone", Phone::parse);
+            let date_of_birth = p.optional("dateOfBirth", |s| DateOfBirth::parse(s, today));
+            match (first_name, last_name, email) {
+                (Some(first_name), Some(last_name), Some(email)) => Some(NewPatient { first_name, last_name, email, phone, date_of_birth }),
+                _ => None,
             }
+        };
+        let patient = match (patient_id, patient_object) {
+            (Some(id), None) => Some(Patient::Existing { id, details: None }),
+            (Some(id), Some(fields)) => patient_fields(fields).map(|details| Patient::Existing { id, details: Some(details) }),
+            (None, Some(fields)) if !patient_id_sent => patient_fields(fields).map(Patient::New),
             (None, None) if !patient_id_sent && object.get("patient").is_none_or(Value::is_null) => {
                 errors.push(FieldError { field: "patient".into(), message: "is required when patientId is not given".into() });
                 None
@@ -200,6 +221,7 @@ impl BookingRequest {
                     group_number,
                     contact,
                     idempotency_key,
+                    turnstile_token,
                 })
             }
             _ => Err(errors),
@@ -209,14 +231,8 @@ impl BookingRequest {
     /// What the logs may say about this booking: ids, choices, and patient data masked.
     pub fn masked_summary(&self) -> Value {
         let patient = match &self.patient {
-            Patient::Existing(id) => json!({ "patientId": id }),
-            Patient::New(p) => json!({
-                "firstName": masking::name(p.first_name.as_str()),
-                "lastName": masking::name(p.last_name.as_str()),
-                "email": masking::email(p.email.as_str()),
-                "phone": p.phone.as_ref().map(|phone| masking::phone(phone.as_str())),
-                "dateOfBirth": p.date_of_birth.map(|_| masking::REDACTED),
-            }),
+            Patient::Existing { id, details } => json!({ "patientId": id, "details": details.as_ref().map(NewPatient::masked) }),
+            Patient::New(p) => p.masked(),
         };
         json!({
             "patient": patient,

@@ -1,7 +1,8 @@
-//! The appointment's start: an RFC 3339 timestamp with its offset ("2026-12-01T09:00:00-07:00"), at most a
-//! year ahead. Whether it is still in the future is the database's answer (SLOT_IN_PAST), by its clock.
+//! The appointment's start: an RFC 3339 timestamp with its offset ("2026-12-01T09:00:00-07:00"), in UTC a year
+//! from 1 to 9999 (what the database and RFC 3339 can both write), at most a year ahead. Whether it is still in
+//! the future is the database's answer (SLOT_IN_PAST), by its clock.
 
-use chrono::{DateTime, Duration, FixedOffset, SecondsFormat, Utc};
+use chrono::{DateTime, Datelike, Duration, FixedOffset, SecondsFormat, Utc};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StartTime(DateTime<FixedOffset>);
@@ -10,6 +11,9 @@ impl StartTime {
     pub fn parse(raw: &str, now: DateTime<Utc>) -> Result<Self, String> {
         let start = DateTime::parse_from_rfc3339(raw.trim())
             .map_err(|_| "must be an RFC 3339 timestamp with an offset, e.g. 2026-12-01T09:00:00-07:00".to_string())?;
+        if !(1..=9999).contains(&start.with_timezone(&Utc).year()) {
+            return Err("must be in the years 1 to 9999 (in UTC)".into());
+        }
         if start.with_timezone(&Utc) > now + Duration::days(366) {
             return Err("must be within the next year".into());
         }
@@ -40,7 +44,8 @@ mod tests {
     #[test]
     fn bad_dates_are_refused() {
         for raw in ["", "2026-12-01", "2026-12-01T09:00:00", "2026-13-01T09:00:00Z", "2026-02-30T09:00:00Z",
-                    "tomorrow", "2026-12-01 09:00", "1764604800", "2028-12-01T09:00:00Z"] {
+                    "tomorrow", "2026-12-01 09:00", "1764604800", "2028-12-01T09:00:00Z",
+                    "0000-01-01T00:00:00Z", "0001-01-01T00:30:00+01:00", "-0001-01-01T00:00:00Z"] {
             assert!(StartTime::parse(raw, now()).is_err(), "{raw:?}");
         }
     }

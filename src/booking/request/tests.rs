@@ -45,7 +45,7 @@ fn a_patient_or_a_patient_id_is_required() {
     body.as_object_mut().unwrap().remove("patient");
     assert_eq!(fields(parse(&body).unwrap_err()), ["patient"]);
     body["patientId"] = json!("e5000000-0000-4000-8000-000000000001");
-    assert_eq!(parse(&body).unwrap().patient, Patient::Existing("e5000000-0000-4000-8000-000000000001".parse().unwrap()));
+    assert_eq!(parse(&body).unwrap().patient, Patient::Existing { id: "e5000000-0000-4000-8000-000000000001".parse().unwrap(), details: None });
     body["patientId"] = json!("nope");
     assert_eq!(fields(parse(&body).unwrap_err()), ["patientId"]);
 }

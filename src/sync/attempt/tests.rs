@@ -397,3 +397,26 @@ fn no_call_is_made_without_a_call_of_the_budget_and_a_top_up_grants_one_more() {
     assert!(matches!(block_on(sync_booking(&intakeq, &topped_up, &job(false))), SyncOutcome::Synced { .. }));
     assert_eq!((topped_up.calls_made(), top_ups.get()), (3, 1), "the third call (the appointment) was topped up");
 }
+
+/// A clock a test moves.
+struct MovingClock(Cell<DateTime<Utc>>);
+
+impl Clock for MovingClock {
+    fn now(&self) -> DateTime<Utc> {
+        self.0.get()
+    }
+}
+
+#[test]
+fn a_top_up_that_took_the_lease_s_last_moments_sends_nothing() {
+    let clock = MovingClock(Cell::new("2026-11-24T12:00:00Z".parse().unwrap()));
+    let intakeq = FakeIntakeq::default();
+    // The top-up (a database call) takes 40 s: the last moment a call could start has passed when it answers.
+    let slow_top_up: TopUp = Box::new(|| {
+        clock.0.set(clock.0.get() + chrono::Duration::seconds(40));
+        Box::pin(async { true })
+    });
+    let lease = Lease::new(&clock, "2026-11-24T12:00:30Z".parse().unwrap(), 0, Some(slow_top_up));
+    assert_eq!(failure_kind(&block_on(sync_booking(&intakeq, &lease, &job(false)))), Some(FailureKind::LeaseTooShort));
+    assert!(intakeq.calls.borrow().is_empty(), "nothing sent: {:?}", intakeq.calls.borrow());
+}

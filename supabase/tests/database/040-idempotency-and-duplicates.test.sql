@@ -4,10 +4,12 @@ begin;
 select plan(14);
 set local role service_role;
 
+-- With a date of birth: only a request that identifies the patient fully is answered as a duplicate (see 130).
 create function pg_temp.book(p_request_id text, p_key text, p_tag text, p_days integer) returns jsonb
 language sql as $$
   select public.book_appointment(p_request_id, tests.id('okafor'), tests.id('beehive')::text, tests.slot(p_days),
-    'telehealth', p_patient => tests.new_patient(p_tag), p_idempotency_key => p_key);
+    'telehealth', p_patient => tests.new_patient(p_tag) || '{"date_of_birth": "1980-01-02"}',
+    p_idempotency_key => p_key);
 $$;
 
 -- Idempotency ---------------------------------------------------------------------------------------------------

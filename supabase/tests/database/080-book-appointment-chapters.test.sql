@@ -7,6 +7,7 @@ select plan(23);
 
 create temp table step_functions (signature text);
 insert into step_functions values
+  ('private.claim_booking_call(text, uuid)'),
   ('private.check_booking_arguments(text, uuid, text, timestamptz, text, uuid, jsonb, text, text, jsonb, jsonb, integer)'),
   ('private.claim_idempotency_key(text, text, uuid, jsonb, uuid, text, timestamptz, text, text, jsonb, jsonb)'),
   ('private.resolve_patient(text, uuid, public.patients)'),
@@ -14,10 +15,11 @@ insert into step_functions values
   ('private.resolve_provider(uuid)'),
   ('private.resolve_payer(text, uuid)'),
   ('private.resolve_service_instance(uuid)'),
-  ('private.check_slot(uuid, uuid, timestamptz, integer)'),
+  ('private.lock_booking_slots(uuid, uuid)'),
+  ('private.check_slot(uuid, uuid, timestamptz, integer, boolean)'),
   ('private.same_slot_appointment(uuid, uuid, timestamptz)'),
-  ('private.insert_appointment(text, public.patients, public.patients, uuid, public.payers, uuid, timestamptz, timestamptz, text, text, jsonb, jsonb, integer)'),
-  ('private.settle_slot_conflict(uuid, uuid, timestamptz)'),
+  ('private.insert_appointment(text, public.patients, public.patients, uuid, public.payers, uuid, timestamptz, timestamptz, text, text, jsonb, jsonb, integer, boolean)'),
+  ('private.settle_slot_conflict(uuid, uuid, timestamptz, boolean, text)'),
   ('private.answer_booking(uuid, boolean, boolean, text)'),
   ('private.raise_unexpected_booking_error(text, text, text, text)'),
   ('private.calendar_date(text)');
@@ -59,7 +61,9 @@ select is(
   'two exception blocks (subtransactions) per booking: book_appointment''s, and the appointment insert''s for an overlap');
 select is(
   array(select n.nspname || '.' || p.proname from pg_proc p join pg_namespace n on n.oid = p.pronamespace
-        where n.nspname in ('public', 'private') and p.prosrc ~ 'start_time = p_start'),
+        where n.nspname in ('public', 'private') and p.prosrc ~ 'start_time = p_start'
+          -- (booking_by_request matches the asking request's own appointment by its request id, not a slot)
+          and p.proname <> 'booking_by_request'),
   array['private.same_slot_appointment'],
   'the same patient''s same slot is looked up in one function');
 
@@ -116,7 +120,7 @@ begin
                   for each row execute function tests.injected_failure(%L)', p_events, p_table, p_sqlstate);
   v_result := pg_temp.error_detail(format(
     $f$select public.book_appointment('req-corner', tests.id('okafor'), tests.id('summit')::text, tests.slot(%s),
-         'in_person', p_patient => tests.new_patient(%L), p_idempotency_key => %L)$f$,
+         'in_person', p_patient => tests.new_patient(%L) || '{"date_of_birth": "1980-01-02"}', p_idempotency_key => %L)$f$,
     p_days, p_patient, 'key-corner-' || p_table || '-' || p_sqlstate || '-' || p_days));
   execute format('drop trigger injected_failure on public.%I', p_table);
   return v_result;
@@ -136,7 +140,8 @@ select is(pg_temp.book_with_failing('idempotency_keys', 'update', 'P0001', 'corn
   'PT500 INTERNAL_ERROR appointment_insert: unexpected error: P0001',
   'an error while answering a new booking belongs to appointment_insert');
 select ok(public.book_appointment('req-corner-first', tests.id('okafor'), tests.id('summit')::text, tests.slot(14),
-            'in_person', p_patient => tests.new_patient('corner-6'))->>'appointment_id' is not null, 'a slot is booked');
+            'in_person', p_patient => tests.new_patient('corner-6') || '{"date_of_birth": "1980-01-02"}')->>'appointment_id' is not null,
+  'a slot is booked (with a date of birth: the same request again is a duplicate)');
 select is(pg_temp.book_with_failing('idempotency_keys', 'update', 'P0001', 'corner-6', 14),
   'PT500 INTERNAL_ERROR conflict_check: unexpected error: P0001',
   'an error while answering the same patient''s same slot belongs to conflict_check');

@@ -2,7 +2,7 @@
 -- free what was not used, a 429 that makes everyone wait, the claim within the budget, the day's window.
 -- Time stands still in a transaction (now() does not move), so it passes by moving held_until back.
 begin;
-select plan(44);
+select plan(47);
 
 -- Every pending job of other files waits a day; no reservation is left over.
 update public.sync_retry_queue set next_retry_at = now() + interval '1 day' where state = 'pending';
@@ -218,6 +218,21 @@ update public.appointments set status = 'cancelled' where id = (select id from m
 set local role service_role;
 select is(pg_temp.reserve((select id from m), p_minute_ms => 200), '{"reserved": true, "calls": 0, "wait_ms": null}',
   'a job that needs no call reserves none');
+
+-- A late report counts its calls from the report, not from the lease's end -------------------------------------------
+select pg_temp.clean_slate();
+create temp table lr as select pg_temp.book('lr', 83) as id;
+select is((pg_temp.reserve((select id from lr)))->>'reserved', 'true', 'the request reserved its calls');
+create temp table lr_lease as select (pg_temp.job((select id from lr))).lease_token as token, (pg_temp.job((select id from lr))).id as job;
+reset role;
+update public.intakeq_call_reservations set held_until = now() - interval '30 seconds' where lease_token = (select token from lr_lease);
+set local role service_role;
+select public.record_sync_result((select job from lr_lease), 'req-budget-lr', (select token from lr_lease), 'failed',
+  p_error_kind => 'transient', p_intakeq_calls_made => 2);
+select results_eq($$select calls, held_until = now() from public.intakeq_call_reservations where lease_token = (select token from lr_lease)$$,
+  $$values (2, true)$$, 'a report after its lease''s end counts the calls made from the report, never earlier');
+select is(public.reserve_intakeq_calls((select job from lr_lease), 'req-budget-lr', (select token from lr_lease)),
+  '{"reserved": false, "calls": 0, "wait_ms": null}', 'a lease the report gave back reserves nothing more');
 
 select * from finish();
 rollback;
