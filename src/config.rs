@@ -46,6 +46,9 @@ pub struct Config {
     pub turnstile_secret_key: Option<Secret>,
     /// TURNSTILE_VERIFY_URL: Cloudflare's siteverify unless set (tests point it at the devstack stand-in).
     pub turnstile_verify_url: String,
+    /// INTAKEQ_WEBHOOK_SECRET: the path segment IntakeQ's webhooks come to (`/api/intakeq/webhooks/<secret>`),
+    /// their only credential. Without it the route answers 404 to everyone.
+    pub intakeq_webhook_secret: Option<Secret>,
 }
 
 impl Config {
@@ -125,6 +128,7 @@ impl Config {
             turnstile_secret_key: present("TURNSTILE_SECRET_KEY").map(Secret::new),
             turnstile_verify_url: present("TURNSTILE_VERIFY_URL")
                 .unwrap_or_else(|| "https://challenges.cloudflare.com/turnstile/v0/siteverify".into()),
+            intakeq_webhook_secret: present("INTAKEQ_WEBHOOK_SECRET").map(Secret::new),
         };
         if problems.is_empty() {
             Ok(config)
@@ -207,11 +211,11 @@ mod tests {
         let config = Config::from_lookup(lookup(&[
             ("SUPABASE_URL", "http://127.0.0.1:54321"), ("SUPABASE_SERVICE_ROLE_KEY", "service-key-1"),
             ("INTAKEQ_API_KEY", "iq-key-2"), ("ADMIN_TOKEN", "admin-token-3"), ("PARTNER_API_TOKEN", "partner-token-4"),
-            ("TURNSTILE_SECRET_KEY", "turnstile-secret-5"),
+            ("TURNSTILE_SECRET_KEY", "turnstile-secret-5"), ("INTAKEQ_WEBHOOK_SECRET", "webhook-secret-6"),
         ]))
         .unwrap();
         let printed = format!("{config:?}");
-        for secret in ["service-key-1", "iq-key-2", "admin-token-3", "partner-token-4", "turnstile-secret-5"] {
+        for secret in ["service-key-1", "iq-key-2", "admin-token-3", "partner-token-4", "turnstile-secret-5", "webhook-secret-6"] {
             assert!(!printed.contains(secret), "{printed}");
         }
         assert!(printed.contains("[redacted]"));

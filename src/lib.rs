@@ -9,6 +9,7 @@
 //!   `sync`      the IntakeQ outbox protocol: the first attempt (by the request) and the cron's, recorded alike
 //!   `intakeq`   IntakeQ's API: wire shapes, answers, the trait, the fetch client
 //!   back in `http`: the answer, in the contract's shape (`docs/http-contract.md`).
+//! `inbound` keeps IntakeQ's appointment webhooks as nudges (what staff did in IntakeQ, to re-read).
 //! `abuse` keeps floods and bots off the booking route before anything is written (per-address and per-email
 //! limits, Turnstile). `alerts` delivers what must reach staff (a dead job, a paused queue, a possible duplicate).
 //! `runtime` is the thin layer of `#[event]`s workerd calls; `config` reads the settings; `support` holds the
@@ -20,6 +21,7 @@ pub mod alerts;
 pub mod booking;
 pub mod config;
 pub mod http;
+pub mod inbound;
 pub mod intakeq;
 pub mod postgrest;
 pub mod support;

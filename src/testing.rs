@@ -8,6 +8,7 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use crate::abuse::{AttemptStore, EmailAttempt, Gatekeeper};
+use crate::inbound::{InboundStore, Noted, Nudge};
 use crate::booking::model::{AppointmentStatus, BookingOutcome, JobState, SyncStatus};
 use crate::booking::request::BookingRequest;
 use crate::booking::store::{BookingStore, FailureRecord, StoreError};
@@ -39,6 +40,8 @@ pub struct FakeStore {
     pub committed_after_timeout: RefCell<Option<BookingOutcome>>,
     /// The request ids it was asked about.
     pub asked_after_timeout: RefCell<Vec<String>>,
+    /// IntakeQ's webhooks kept.
+    pub nudges: RefCell<Vec<Nudge>>,
     /// The emails of the attempts counted (`note_booking_attempt`).
     pub email_attempts: RefCell<Vec<String>>,
     /// Jobs `claim_sync_jobs` hands out.
@@ -92,6 +95,15 @@ impl BookingStore for FakeStore {
         } else {
             Ok(())
         }
+    }
+}
+
+impl InboundStore for FakeStore {
+    async fn note_intakeq_webhook(&self, nudge: &Nudge, _request_id: &str) -> Result<Noted, StoreError> {
+        let mut nudges = self.nudges.borrow_mut();
+        let duplicate = nudges.iter().any(|n| n.pq_appointment_id == nudge.pq_appointment_id);
+        nudges.push(nudge.clone());
+        Ok(Noted { event_id: Uuid::nil(), duplicate })
     }
 }
 

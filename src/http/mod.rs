@@ -6,12 +6,15 @@
 //!   GET  /api/patient-booking/sync-health          staff: the IntakeQ sync's state (bearer ADMIN_TOKEN; staff)
 //!   POST /api/patient-booking/sync-jobs/requeue    staff: {"appointmentId"} puts a dead sync job back (staff)
 //!   GET  /openapi.json                             the OpenAPI document (openapi.json in the repository)
+//!   POST /api/intakeq/webhooks/<secret>            IntakeQ's appointment webhooks (webhook_route); a wrong
+//!                                                  secret is 404, and the path is never logged
 //!   OPTIONS on any route                           CORS preflight, for origins in ALLOWED_ORIGINS only
 //! Another method on a known route is 405 with `Allow`.
 
 mod answer;
 pub mod booking_route;
 mod staff;
+mod webhook_route;
 
 use std::time::Duration;
 
@@ -22,6 +25,7 @@ use tracing::{info, warn, Instrument};
 use answer::{Answer, Answered};
 use booking_route::FlowSettings;
 use crate::abuse::{AttemptStore, Gatekeeper};
+use crate::inbound::InboundStore;
 use crate::booking::error::{BookingError, ErrorCode, Step};
 use crate::booking::store::BookingStore;
 use crate::config::Config;
@@ -37,6 +41,8 @@ pub const HEALTH_PATH: &str = "/health";
 pub const SYNC_HEALTH_PATH: &str = "/api/patient-booking/sync-health";
 pub const REQUEUE_PATH: &str = "/api/patient-booking/sync-jobs/requeue";
 pub const OPENAPI_PATH: &str = "/openapi.json";
+/// IntakeQ's webhooks come to this prefix followed by INTAKEQ_WEBHOOK_SECRET.
+pub const WEBHOOK_PREFIX: &str = "/api/intakeq/webhooks/";
 /// The OpenAPI 3.1 document of these routes.
 pub const OPENAPI_DOCUMENT: &str = include_str!("../../openapi.json");
 
@@ -93,7 +99,7 @@ pub struct Handled<'a> {
 
 /// Handles one request under `request_id` (see `RequestId::from_header`). `store` is `None` when the
 /// configuration is unusable (`config` then says why); `intakeq` when IntakeQ is not configured.
-pub async fn handle<'a, S: BookingStore + SyncStore + AttemptStore, Q: Intakeq>(
+pub async fn handle<'a, S: BookingStore + SyncStore + AttemptStore + InboundStore, Q: Intakeq>(
     request: &'a HttpRequest,
     request_id: &'a RequestId,
     config: &'a Result<Config, Vec<&'static str>>,
@@ -104,7 +110,7 @@ pub async fn handle<'a, S: BookingStore + SyncStore + AttemptStore, Q: Intakeq>(
 ) -> Handled<'a> {
     let span = tracing::info_span!("request", request_id = %request_id.as_str());
     async {
-        info!(step = "request", outcome = "started", method = %request.method, path = %request.path);
+        info!(step = "request", outcome = "started", method = %request.method, path = %loggable_path(&request.path));
         let allowed_origin = request
             .header("origin")
             .filter(|origin| config.as_ref().is_ok_and(|c| c.allowed_origins.iter().any(|o| o == origin)));
@@ -116,7 +122,7 @@ pub async fn handle<'a, S: BookingStore + SyncStore + AttemptStore, Q: Intakeq>(
     .await
 }
 
-async fn route<'a, S: BookingStore + SyncStore + AttemptStore, Q: Intakeq>(
+async fn route<'a, S: BookingStore + SyncStore + AttemptStore + InboundStore, Q: Intakeq>(
     request: &'a HttpRequest,
     config: &'a Result<Config, Vec<&'static str>>,
     store: Option<&'a S>,
@@ -127,6 +133,23 @@ async fn route<'a, S: BookingStore + SyncStore + AttemptStore, Q: Intakeq>(
 ) -> Answered<'a> {
     let expose_debug = config.as_ref().is_ok_and(|c| c.expose_error_debug);
     let fail = |code, step| Answer::error(&BookingError::new(code, step), request_id, clock, expose_debug).into();
+    if let Some(secret) = request.path.strip_prefix(WEBHOOK_PREFIX) {
+        // The secret is the route: a wrong one (or none configured) is an unknown path, whatever the method.
+        let expected = config.as_ref().ok().and_then(|c| c.intakeq_webhook_secret.as_ref());
+        if !expected.is_some_and(|expected| expected.matches(secret)) {
+            return fail(ErrorCode::NotFound, Step::Routing);
+        }
+        if request.method != "POST" {
+            let mut answer = Answer::error(&BookingError::new(ErrorCode::MethodNotAllowed, Step::RequestValidation), request_id, clock, expose_debug);
+            answer.headers.push(("Allow", "POST".into()));
+            return answer.into();
+        }
+        let Some(store) = store else { return fail(ErrorCode::InternalError, Step::Configuration) };
+        if request.body.len() > MAX_BODY_BYTES {
+            return fail(ErrorCode::PayloadTooLarge, Step::RequestValidation);
+        }
+        return webhook_route::receive(store, request, request_id, clock, expose_debug).await.into();
+    }
     let Some(allowed) = allowed_methods(&request.path) else {
         return fail(ErrorCode::NotFound, Step::Routing);
     };
@@ -188,6 +211,14 @@ async fn route<'a, S: BookingStore + SyncStore + AttemptStore, Q: Intakeq>(
         },
         ("GET", SYNC_HEALTH_PATH) | ("POST", REQUEUE_PATH) => staff::route(request, config, store, clock, request_id).await.into(),
         _ => fail(ErrorCode::NotFound, Step::Routing),
+    }
+}
+
+/// The path as logs may show it: the webhook route's secret segment is never written anywhere.
+pub fn loggable_path(path: &str) -> std::borrow::Cow<'_, str> {
+    match path.strip_prefix(WEBHOOK_PREFIX) {
+        Some(_) => format!("{WEBHOOK_PREFIX}[redacted]").into(),
+        None => path.into(),
     }
 }
 

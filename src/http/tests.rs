@@ -11,6 +11,7 @@ fn config() -> Result<Config, Vec<&'static str>> {
         "SUPABASE_SERVICE_ROLE_KEY" => Some("key".into()),
         "ALLOWED_ORIGINS" => Some("https://book.example.com".into()),
         "ADMIN_TOKEN" => Some("staff-secret".into()),
+        "INTAKEQ_WEBHOOK_SECRET" => Some("hook-secret-1".into()),
         _ => None,
     })
 }
@@ -168,4 +169,31 @@ fn a_requeue_names_one_job_or_a_time_never_both() {
         let refused = post(body.clone());
         assert_eq!((refused.status, json_body(&refused)["fieldErrors"][0]["field"].clone()), (400, json!(field)), "{body}");
     }
+}
+
+#[test]
+fn an_intakeq_webhook_to_the_secret_path_is_kept_and_any_other_secret_is_an_unknown_path() {
+    let store = FakeStore::default();
+    let body = br#"{"EventType": "AppointmentCanceled", "ActionPerformedByClient": false, "Appointment": {"Id": "5f9a0001"}}"#;
+    let kept = send(&store, &request("POST", "/api/intakeq/webhooks/hook-secret-1", &[], body));
+    assert_eq!((kept.status, &json_body(&kept)["data"]["duplicate"]), (200, &json!(false)));
+    let again = send(&store, &request("POST", "/api/intakeq/webhooks/hook-secret-1", &[], body));
+    assert_eq!(json_body(&again)["data"]["duplicate"], json!(true), "the same appointment again is folded in");
+
+    for path in ["/api/intakeq/webhooks/hook-secret-2", "/api/intakeq/webhooks/", "/api/intakeq/webhooks/hook-secret-1x"] {
+        for method in ["POST", "GET"] {
+            let refused = send(&store, &request(method, path, &[], body));
+            assert_eq!((refused.status, &json_body(&refused)["code"]), (404, &json!("NOT_FOUND")), "{method} {path}");
+        }
+    }
+    assert_eq!(store.nudges.borrow().len(), 2, "only the two to the right secret were kept");
+    assert_eq!(send(&store, &request("GET", "/api/intakeq/webhooks/hook-secret-1", &[], b"")).status, 405);
+    let malformed = send(&store, &request("POST", "/api/intakeq/webhooks/hook-secret-1", &[], b"{}"));
+    assert_eq!((malformed.status, &json_body(&malformed)["code"]), (400, &json!("INVALID_REQUEST")));
+}
+
+#[test]
+fn the_webhook_secret_never_reaches_a_log_line() {
+    assert_eq!(loggable_path("/api/intakeq/webhooks/hook-secret-1"), "/api/intakeq/webhooks/[redacted]");
+    assert_eq!(loggable_path("/api/patient-booking/book-v2"), "/api/patient-booking/book-v2");
 }

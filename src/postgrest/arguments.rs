@@ -6,6 +6,7 @@ use uuid::Uuid;
 
 use crate::booking::request::{BookingRequest, Email, Patient, Phone, Text};
 use crate::booking::store::FailureRecord;
+use crate::inbound::Nudge;
 use crate::support::request_id::RequestId;
 use crate::sync::job::{CallBudget, CallsMade, FailureKind, IntakeOutcome, RetryPolicy, SyncJob, SyncOutcome};
 
@@ -64,6 +65,11 @@ pub fn book_appointment(booking: &BookingRequest, request_id: &RequestId, call: 
         );
     }
     arguments
+}
+
+pub fn note_intakeq_webhook(nudge: &Nudge, request_id: &str) -> Value {
+    json!({"p_pq_appointment_id": nudge.pq_appointment_id, "p_event_type": nudge.event_type,
+           "p_by_client": nudge.by_client, "p_request_id": request_id})
 }
 
 pub fn note_booking_attempt(email: &str, request_id: &str, limit_per_hour: u32) -> Value {

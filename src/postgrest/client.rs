@@ -12,6 +12,7 @@ use super::errors::error_from_postgrest;
 use super::{arguments, decode};
 use crate::abuse::{AttemptStore, EmailAttempt};
 use crate::alerts::{Alert, AlertStore};
+use crate::inbound::{InboundStore, Noted, Nudge};
 use crate::booking::model::BookingOutcome;
 use crate::booking::request::BookingRequest;
 use crate::booking::store::{BookingStore, FailureRecord, StoreError};
@@ -85,6 +86,12 @@ impl BookingStore for PostgrestStore {
 impl AttemptStore for PostgrestStore {
     async fn note_booking_attempt(&self, email: &str, request_id: &str, limit_per_hour: u32) -> Result<EmailAttempt, StoreError> {
         self.call("note_booking_attempt", &arguments::note_booking_attempt(email, request_id, limit_per_hour)).await
+    }
+}
+
+impl InboundStore for PostgrestStore {
+    async fn note_intakeq_webhook(&self, nudge: &Nudge, request_id: &str) -> Result<Noted, StoreError> {
+        self.call("note_intakeq_webhook", &arguments::note_intakeq_webhook(nudge, request_id)).await
     }
 }
 

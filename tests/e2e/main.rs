@@ -17,6 +17,7 @@ mod failures;
 mod honest_answers;
 mod hostile_input;
 mod intake_forms;
+mod intakeq_webhooks;
 mod schemathesis;
 mod service_instance;
 mod sync;
