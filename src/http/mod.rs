@@ -133,27 +133,18 @@ async fn route<'a, S: BookingStore + SyncStore + AttemptStore + InboundStore, Q:
 ) -> Answered<'a> {
     let expose_debug = config.as_ref().is_ok_and(|c| c.expose_error_debug);
     let fail = |code, step| Answer::error(&BookingError::new(code, step), request_id, clock, expose_debug).into();
-    if let Some(secret) = request.path.strip_prefix(WEBHOOK_PREFIX) {
-        // The secret is the route: a wrong one (or none configured) is an unknown path, whatever the method.
-        let expected = config.as_ref().ok().and_then(|c| c.intakeq_webhook_secret.as_ref());
-        if !expected.is_some_and(|expected| expected.matches(secret)) {
-            return fail(ErrorCode::NotFound, Step::Routing);
-        }
-        if request.method != "POST" {
-            let mut answer = Answer::error(&BookingError::new(ErrorCode::MethodNotAllowed, Step::RequestValidation), request_id, clock, expose_debug);
-            answer.headers.push(("Allow", "POST".into()));
-            return answer.into();
-        }
-        let Some(store) = store else { return fail(ErrorCode::InternalError, Step::Configuration) };
-        if request.body.len() > MAX_BODY_BYTES {
-            return fail(ErrorCode::PayloadTooLarge, Step::RequestValidation);
-        }
-        return webhook_route::receive(store, request, request_id, clock, expose_debug).await.into();
-    }
-    let Some(allowed) = allowed_methods(&request.path) else {
+    // IntakeQ's webhook route is its secret: a wrong one (or none configured) is an unknown path, whatever the
+    // method. It is server to server: POST only, no CORS preflight.
+    let allowed = match request.path.strip_prefix(WEBHOOK_PREFIX) {
+        Some(secret) => config.as_ref().ok().and_then(|c| c.intakeq_webhook_secret.as_ref())
+            .filter(|expected| expected.matches(secret))
+            .map(|_| "POST"),
+        None => allowed_methods(&request.path),
+    };
+    let Some(allowed) = allowed else {
         return fail(ErrorCode::NotFound, Step::Routing);
     };
-    if request.method == "OPTIONS" {
+    if request.method == "OPTIONS" && allowed.contains("OPTIONS") {
         return Answer { status: 204, headers: Vec::new(), body: Value::Null }.into();
     }
     if !allowed.split(", ").any(|m| m == request.method) {
@@ -173,6 +164,9 @@ async fn route<'a, S: BookingStore + SyncStore + AttemptStore + InboundStore, Q:
         (Ok(_), None) => return fail(ErrorCode::InternalError, Step::Configuration),
     };
     match (request.method.as_str(), request.path.as_str()) {
+        ("POST", path) if path.starts_with(WEBHOOK_PREFIX) => {
+            webhook_route::receive(store, request, request_id, clock, config.expose_error_debug).await.into()
+        }
         ("POST", BOOKING_PATH) => {
             let json = request.header("content-type").is_some_and(|t| {
                 t.split(';').next().is_some_and(|media| media.trim().eq_ignore_ascii_case("application/json"))

@@ -187,7 +187,10 @@ fn an_intakeq_webhook_to_the_secret_path_is_kept_and_any_other_secret_is_an_unkn
         }
     }
     assert_eq!(store.nudges.borrow().len(), 2, "only the two to the right secret were kept");
-    assert_eq!(send(&store, &request("GET", "/api/intakeq/webhooks/hook-secret-1", &[], b"")).status, 405);
+    for method in ["GET", "OPTIONS"] {
+        let refused = send(&store, &request(method, "/api/intakeq/webhooks/hook-secret-1", &[], b""));
+        assert_eq!((refused.status, refused.header("allow")), (405, Some("POST")), "{method}: server to server, POST only");
+    }
     let malformed = send(&store, &request("POST", "/api/intakeq/webhooks/hook-secret-1", &[], b"{}"));
     assert_eq!((malformed.status, &json_body(&malformed)["code"]), (400, &json!("INVALID_REQUEST")));
 }

@@ -7,13 +7,17 @@ use serde_json::json;
 use tracing::{info, warn};
 
 use super::answer::{booking_error, Answer};
-use super::HttpRequest;
-use crate::booking::error::BookingError;
+use super::{HttpRequest, MAX_BODY_BYTES};
+use crate::booking::error::{BookingError, ErrorCode, Step};
 use crate::inbound::{InboundStore, Nudge};
 use crate::support::clock::Clock;
 use crate::support::request_id::RequestId;
 
 pub async fn receive(store: &impl InboundStore, request: &HttpRequest, request_id: &RequestId, clock: &impl Clock, expose_debug: bool) -> Answer {
+    if request.body.len() > MAX_BODY_BYTES {
+        warn!(step = "intakeq_webhook", outcome = "rejected", code = "PAYLOAD_TOO_LARGE");
+        return Answer::error(&BookingError::new(ErrorCode::PayloadTooLarge, Step::RequestValidation), request_id, clock, expose_debug);
+    }
     let nudge = match Nudge::parse(&request.body) {
         Ok(nudge) => nudge,
         Err(field_errors) => {
