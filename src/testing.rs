@@ -112,10 +112,10 @@ impl AttemptStore for FakeStore {
         let mut attempts = self.email_attempts.borrow_mut();
         let so_far = attempts.iter().filter(|e| e.as_str() == email).count();
         if so_far >= limit_per_hour as usize {
-            return Ok(EmailAttempt { allowed: false, retry_after_seconds: Some(1800) });
+            return Ok(EmailAttempt { allowed: false });
         }
         attempts.push(email.to_owned());
-        Ok(EmailAttempt { allowed: true, retry_after_seconds: None })
+        Ok(EmailAttempt { allowed: true })
     }
 }
 

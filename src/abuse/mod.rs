@@ -27,12 +27,11 @@ impl AbuseSettings {
 
 use crate::booking::store::StoreError;
 
-/// What the database says of one more attempt for an email (`note_booking_attempt`).
+/// What the database says of one more attempt for an email (`note_booking_attempt`). Its exact wait is not
+/// read: the worker always advises the whole hour (the exact one would tell when the email's owner tried).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
 pub struct EmailAttempt {
     pub allowed: bool,
-    /// When refused: how long until an attempt leaves the hour.
-    pub retry_after_seconds: Option<u64>,
 }
 
 /// The per-email count, kept by the database (exact across isolates; the email is stored only as a hash).

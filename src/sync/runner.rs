@@ -133,6 +133,8 @@ mod tests {
         assert_eq!(intakeq.calls.borrow().len(), 1, "no call after the 429");
         assert_eq!(store.due_jobs.borrow().len(), 2, "the rest were never claimed");
         assert!(store.reports.borrow()[0].2.contains("RateLimited"), "{:?}", store.reports.borrow());
+        let calls = store.calls_reported.borrow()[0];
+        assert_eq!((calls.made, calls.rate_limited_seconds), (1, Some(30)), "one call made; every caller waits out the Retry-After");
     }
 
     #[test]

@@ -184,6 +184,7 @@ fn a_booking_without_a_call_of_the_budget_is_left_to_the_cron_untried() {
     assert_eq!((answer.status, &answer.body["data"]["syncStatus"]), (201, &json!("pending")));
     assert!(intakeq.calls.borrow().is_empty(), "no IntakeQ call: {:?}", intakeq.calls.borrow());
     assert!(store.reports.borrow()[0].2.contains("NoBudget"), "released untried: {:?}", store.reports.borrow());
+    assert_eq!(store.calls_reported.borrow()[0].made, 0, "and it reports no IntakeQ call made");
     assert_eq!(*store.reservations.borrow(), [None], "it asked for what the job needs");
 }
 
