@@ -13,8 +13,15 @@ it, and writes one TSV per cell into OUT_DIR (bench/report.py turns them into ta
             (10000, the setting's maximum: every caller calls as it likes, but for the pause of every caller
             after a 429). Time until all 20 are synced with their questionnaire sent, IntakeQ calls and 429s,
             and the calls in each budget minute.
+  catchup   intakeq_catchup.tsv: what the catch-up (src/inbound/catch_up.rs) costs a practice with 500 upcoming
+            appointments in IntakeQ (booked by staff, spread over the next 60 days across the sandbox's
+            practitioners, every tenth cancelled, as IntakeQ lists cancelled ones too; webhooks off): one cron
+            run with the catch-up made due, then a second at once, with INTAKEQ_CATCHUP_MINUTES=360 (the
+            default) and, as the same-run baseline, 0 (every cron run). The IntakeQ calls of each run (the
+            sandbox's request log: its pages), the catch-up's duration (its claim to its finish, from
+            intakeq_catchup_state) and the cron run's, and the busy blocks the appointments became.
 
-    intakeq_cells.py OUT_DIR [latency] [burst]      (both when neither is named)
+    intakeq_cells.py OUT_DIR [latency] [burst] [catchup]      (all three when none is named)
 
 Environment: BENCH_DATABASE_URL (superuser), BENCH_RPC_URL, SUPABASE_SERVICE_ROLE_KEY, BENCH_INTAKEQ_URL (the
 sandbox, without /api/v1), BENCH_INTAKEQ_KEY, BENCH_PROVIDERS (a file of bookable provider ids, one a line,
@@ -22,7 +29,9 @@ each in network with every payer and known to the sandbox). Python's standard li
 
 The bench database is the bench's own: between runs (and, in the latency cell, during them) this parks the
 pending sync jobs a run leaves (their next retry a month away) and, before each burst, forgets the budget's
-reservations and any 429 pause, so that no run's leftovers meet the next one.
+reservations and any 429 pause, so that no run's leftovers meet the next one. The latency and burst cells mark
+the catch-up done before each run (its turn then comes 6 hours later), so that none of its calls is counted in
+theirs; the catch-up cell clears the busy blocks before each of its settings.
 """
 
 import http.client
@@ -61,7 +70,8 @@ WORKER_SETTINGS = ["SUPABASE_URL", "SUPABASE_SERVICE_ROLE_KEY", "ALLOWED_ORIGINS
                    "SYNC_RETRY_WINDOW_HOURS", "ADMIN_TOKEN", "STAFF_ALERT_WEBHOOK_URL", "INTAKEQ_CALLS_PER_MINUTE",
                    "INTAKEQ_CALLS_PER_DAY", "INTAKEQ_BUDGET_MINUTE_MS", "INLINE_SYNC_BUDGET_MS", "PARTNER_API_TOKEN",
                    "BOOKING_LIMIT_PER_IP_PER_MINUTE", "BOOKING_LIMIT_PER_EMAIL_PER_HOUR", "TURNSTILE_SECRET_KEY",
-                   "TURNSTILE_VERIFY_URL"]
+                   "TURNSTILE_VERIFY_URL", "INTAKEQ_WEBHOOK_SECRET", "MANAGE_TOKEN_SECRET", "INTAKEQ_CATCHUP_DAYS",
+                   "INTAKEQ_CATCHUP_MINUTES"]
 
 DATABASE = os.environ["BENCH_DATABASE_URL"]
 SANDBOX = os.environ["BENCH_INTAKEQ_URL"].rstrip("/")
@@ -78,10 +88,11 @@ def sql(query):
     return done.stdout.strip()
 
 
-def call(method, url, body=None, timeout=30):
+def call(method, url, body=None, timeout=30, headers=None):
     """A control call (the sandbox's, the worker's cron): its JSON answer, or None when it has no body."""
     data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, method=method, headers={"content-type": "application/json"})
+    request = urllib.request.Request(url, data=data, method=method,
+                                     headers={"content-type": "application/json", **(headers or {})})
     with urllib.request.urlopen(request, timeout=timeout) as response:
         text = response.read()
     return json.loads(text) if text else None
@@ -108,6 +119,9 @@ class Worker:
             # One load generator, one address, a new email each booking: the abuse limits are not measured here.
             "BOOKING_LIMIT_PER_IP_PER_MINUTE": "0",
             "BOOKING_LIMIT_PER_EMAIL_PER_HOUR": "0",
+            # The catch-up as deployed (wrangler.toml); the cells that do not measure it mark it done before a run.
+            "INTAKEQ_CATCHUP_DAYS": "60",
+            "INTAKEQ_CATCHUP_MINUTES": "360",
         })
         env.update({k: str(v) for k, v in settings.items()})
         self.name = name
@@ -227,6 +241,9 @@ PARK_ALL = """update sync_retry_queue
               set next_retry_at = now() + interval '30 days',
                   locked_until = case when locked_until > now() then now() else locked_until end
               where state = 'pending'"""
+# The catch-up just completed: with INTAKEQ_CATCHUP_MINUTES=360 its next turn is 6 hours away, so a cell that does
+# not measure it counts none of its calls (its figures stay comparable with runs from before it existed).
+CATCHUP_DONE = "update intakeq_catchup_state set last_completed_at = now(), failures = 0"
 
 
 def wait_until_no_attempt_runs(limit_s=90):
@@ -265,6 +282,7 @@ def latency_cell(out, slots):
     bookings = int(os.environ.get("BENCH_IQ_BOOKINGS", "160"))
     clients = int(os.environ.get("BENCH_IQ_CLIENTS", "8"))
     sql(PARK_ALL)
+    sql(CATCHUP_DONE)  # no cron runs in this cell; marked all the same
     call("POST", f"{SANDBOX}/_sandbox/reset")
     call("PUT", f"{SANDBOX}/_sandbox/rate-limit", {"perMinute": 100000, "perDay": 100000000, "minuteMs": 60000})
     budget_off = {"INTAKEQ_CALLS_PER_MINUTE": 10000, "INTAKEQ_CALLS_PER_DAY": 1000000}
@@ -323,6 +341,7 @@ def burst(out, slots, label, calls_per_minute, calls_per_day):
     sql(PARK_ALL)
     sql("delete from intakeq_call_reservations")
     sql("update sync_queue_state set rate_limited_until = null")
+    sql(CATCHUP_DONE)
     call("POST", f"{SANDBOX}/_sandbox/reset")
     call("PUT", f"{SANDBOX}/_sandbox/rate-limit", {"perMinute": BURST_RATE, "perDay": 500, "minuteMs": BURST_MINUTE_MS})
     worker = Worker(out, f"burst-{label}", {
@@ -397,8 +416,148 @@ def burst_cell(out, slots):
             f.write("\t".join(str(row[c]).lower() if isinstance(row[c], bool) else str(row[c]) for c in columns) + "\n")
 
 
+# The catch-up cell ------------------------------------------------------------------------------------------------
+CATCHUP_APPOINTMENTS, CATCHUP_CANCEL_EVERY, CATCHUP_DAYS = 500, 10, 60
+CATCHUP_SETTINGS = [("default", 360), ("every_run", 0)]  # (label, INTAKEQ_CATCHUP_MINUTES)
+INTAKEQ_PAGE_SIZE = 100
+DAILY_BUDGET = 500  # INTAKEQ_CALLS_PER_DAY in wrangler.toml: IntakeQ's standard plan
+# A lease held by no run of the worker: while it lasts the catch-up is not due, whatever the setting (0 included).
+CATCHUP_HELD = """update intakeq_catchup_state
+                  set locked_by = 'bench', lease_token = gen_random_uuid(), locked_until = now() + interval '5 minutes'"""
+# Due: last completed a day ago, no failure to back off from, no lease.
+CATCHUP_DUE = """update intakeq_catchup_state
+                 set last_completed_at = now() - interval '1 day', last_started_at = now() - interval '1 day',
+                     failures = 0, last_error = null, locked_by = null, lease_token = null, locked_until = null"""
+# The last run: when it started, whether it completed, how long from its claim to its finish, what it counted.
+CATCHUP_STATE = """select json_build_object(
+                     'started', last_started_at, 'completed', coalesce(last_completed_at >= last_started_at, false),
+                     'ms', round(extract(epoch from last_completed_at - last_started_at) * 1000),
+                     'failures', failures, 'error', last_error, 'counts', last_counts)
+                   from intakeq_catchup_state"""
+
+
+def seed_practice(practitioners):
+    """Staff book CATCHUP_APPOINTMENTS appointments in the sandbox (IntakeQ sees them like any other): from 2 hours on,
+    one every CATCHUP_DAYS days / CATCHUP_APPOINTMENTS (about 2.9 hours), round robin over the practitioners, 60 or
+    30 minutes long, on a half-hour grid at :15 or :45 (every booking of the bench starts on the hour: one of ours
+    at the same start would make the appointment 'ignored', not a block). Every CATCHUP_CANCEL_EVERY-th is then
+    cancelled by staff. Answers (every id, the ids not cancelled)."""
+    grid, step = 30 * 60000, CATCHUP_DAYS * 86400000 // CATCHUP_APPOINTMENTS
+    first = (int(time.time() * 1000) // grid + 4) * grid + 15 * 60000
+    ids, active = [], []
+    for n in range(CATCHUP_APPOINTMENTS):
+        appointment = call("POST", f"{SANDBOX}/_sandbox/staff/appointments", {
+            "PractitionerId": practitioners[n % len(practitioners)],
+            "UtcDateTime": first + n * step // grid * grid,
+            "Duration": 60 if n // len(practitioners) % 2 == 0 else 30,
+        })
+        ids.append(appointment["Id"])
+        if n % CATCHUP_CANCEL_EVERY == CATCHUP_CANCEL_EVERY - 1:
+            call("POST", f"{SANDBOX}/_sandbox/staff/appointments/{appointment['Id']}/cancel", {"Reason": "bench"})
+        else:
+            active.append(appointment["Id"])
+    return ids, active
+
+
+def cron_run(worker):
+    """Fires the cron and waits for its run to end: (the IntakeQ calls it made: the sandbox's request log since
+    the last count, the run's milliseconds, the catch-up's state after it)."""
+    before = call("GET", f"{SANDBOX}/_sandbox/stats")["calls"]
+    started = time.monotonic()
+    call("POST", f"{worker.control}/scheduled", timeout=600)
+    elapsed_ms = (time.monotonic() - started) * 1000
+    requests = call("GET", f"{SANDBOX}/_sandbox/state")["requests"][before:]
+    return requests, elapsed_ms, json.loads(sql(CATCHUP_STATE))
+
+
+def is_page(request):
+    """A catch-up page: GET /appointments with a page (not a client's appointments)."""
+    query = urllib.parse.parse_qs(request.get("query") or "")
+    return (request["method"] == "GET" and request["path"].rstrip("/").endswith("/appointments")
+            and "page" in query and "client" not in query)
+
+
+def catchup(out, label, minutes, practitioners):
+    # A clean start: no sync job due (its calls would be counted), no reservation or 429 pause in the budget, no
+    # busy block of an earlier setting; the sandbox empty, its limit out of the way, no webhook target.
+    sql(PARK_ALL)
+    sql("delete from intakeq_call_reservations")
+    sql("update sync_queue_state set rate_limited_until = null")
+    sql("delete from intakeq_busy_blocks")
+    sql(CATCHUP_HELD)
+    call("POST", f"{SANDBOX}/_sandbox/reset")
+    # Every setting as deployed (wrangler.toml) but the catch-up's period and the call budget, which is out of the
+    # way: the runs measure what the catch-up asks for, not what a budget would let it have.
+    worker = Worker(out, f"catchup-{label}", {
+        "INTAKEQ_CATCHUP_MINUTES": minutes, "INTAKEQ_CATCHUP_DAYS": CATCHUP_DAYS,
+        "INTAKEQ_CALLS_PER_MINUTE": 10000, "INTAKEQ_CALLS_PER_DAY": 1000000, "INTAKEQ_BUDGET_MINUTE_MS": 60000,
+        "INLINE_SYNC_BUDGET_MS": INLINE_NOW_MS, "SYNC_BATCH_SIZE": 5, "SYNC_MAX_BACKOFF_MINUTES": 30,
+        "SYNC_RETRY_WINDOW_HOURS": 72, "ALLOWED_ORIGINS": "", "EXPOSE_ERROR_DEBUG": "false",
+    })
+    try:
+        call("GET", f"{worker.url}/health")
+        # Warm-up (not measured): one cron run while the catch-up's lease is held, so the measured run does not
+        # pay for the scheduled handler's first start.
+        warm_calls, warm_ms, _ = cron_run(worker)
+        if warm_calls:
+            raise RuntimeError(f"catch-up {label}: the warm-up cron run made {len(warm_calls)} IntakeQ calls")
+        call("POST", f"{SANDBOX}/_sandbox/reset")
+        call("PUT", f"{SANDBOX}/_sandbox/rate-limit", {"perMinute": 100000, "perDay": 100000000, "minuteMs": 60000})
+        call("PUT", f"{SANDBOX}/_sandbox/webhooks", {"url": None})
+        ids, active = seed_practice(practitioners)
+        listed = len(call("GET", f"{SANDBOX}/_sandbox/state")["appointments"])
+        sql(CATCHUP_DUE)
+        first_calls, first_ms, first = cron_run(worker)
+        second_calls, second_ms, second = cron_run(worker)  # at once
+        active_list = ",".join(f"'{i}'" for i in active)
+        blocks = int(sql(f"select count(*) from intakeq_busy_blocks where pq_appointment_id in ({active_list})"))
+        cancelled_list = ",".join(f"'{i}'" for i in sorted(set(ids) - set(active)))
+        cancelled_blocks = int(sql(f"select count(*) from intakeq_busy_blocks where pq_appointment_id in ({cancelled_list})"))
+    finally:
+        worker.stop()
+    with open(os.path.join(out, f"catchup-{label}-requests.json"), "w") as f:
+        json.dump({"first": first_calls, "second": second_calls, "first_state": first, "second_state": second}, f, indent=1)
+    if not first["completed"]:
+        raise RuntimeError(f"catch-up {label}: the first run did not complete: {first}")
+    pages = [r for r in first_calls if is_page(r)]
+    second_ran = second["started"] != first["started"]
+    results = (first["counts"] or {}).get("results", {})
+    row = {"label": label, "catchup_minutes": minutes, "catchup_days": CATCHUP_DAYS, "appointments": len(ids),
+           "cancelled": len(ids) - len(active), "listed": listed, "page_size": INTAKEQ_PAGE_SIZE,
+           "first_calls": len(first_calls), "first_pages": len(pages),
+           "first_pages_counted": (first["counts"] or {}).get("pages"),
+           "first_cron_ms": round(first_ms), "first_catchup_ms": int(first["ms"]),
+           "first_intakeq_ms": sum(r.get("durationMs") or 0 for r in pages),
+           "first_results": ",".join(f"{k}:{v}" for k, v in sorted(results.items()) if v),
+           "second_calls": len(second_calls), "second_pages": sum(1 for r in second_calls if is_page(r)),
+           "second_ran": second_ran, "second_completed": second_ran and second["completed"],
+           "second_cron_ms": round(second_ms), "second_catchup_ms": int(second["ms"]) if second_ran else "",
+           "busy_blocks": blocks, "active": len(active), "cancelled_blocks": cancelled_blocks,
+           "warm_cron_ms": round(warm_ms), "daily_budget": DAILY_BUDGET}
+    say(f"catch-up every {minutes} min ({label}): {len(ids)} appointments ({row['cancelled']} cancelled); first run "
+        f"{row['first_calls']} IntakeQ calls ({row['first_pages']} pages), catch-up {row['first_catchup_ms']} ms "
+        f"(IntakeQ {row['first_intakeq_ms']} ms), cron run {row['first_cron_ms']} ms, {row['first_results']}; "
+        f"second run at once: {row['second_calls']} calls ({'caught up again' if second_ran else 'no catch-up'}), "
+        f"{row['second_cron_ms']} ms; {blocks} of {len(active)} active appointments are busy blocks")
+    return row
+
+
+def catchup_cell(out):
+    # The practitioners the sandbox's practice has (one API call; the reset in each run forgets it).
+    settings = call("GET", f"{SANDBOX}/api/v1/appointments/settings",
+                    headers={"X-Auth-Key": os.environ["BENCH_INTAKEQ_KEY"]})
+    practitioners = [p["Id"] for p in settings["Practitioners"]]
+    rows = [catchup(out, label, minutes, practitioners) for label, minutes in CATCHUP_SETTINGS]
+    sql(PARK_ALL)
+    columns = list(rows[0])
+    with open(os.path.join(out, "intakeq_catchup.tsv"), "w") as f:
+        f.write("\t".join(columns) + "\n")
+        for row in rows:
+            f.write("\t".join(str(row[c]).lower() if isinstance(row[c], bool) else str(row[c]) for c in columns) + "\n")
+
+
 def main():
-    out, cells = sys.argv[1], sys.argv[2:] or ["latency", "burst"]
+    out, cells = sys.argv[1], sys.argv[2:] or ["latency", "burst", "catchup"]
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     providers = [line.strip() for line in open(os.environ["BENCH_PROVIDERS"]) if line.strip()]
     slots = Slots(providers)
@@ -407,6 +566,8 @@ def main():
             latency_cell(out, slots)
         if "burst" in cells:
             burst_cell(out, slots)
+        if "catchup" in cells:
+            catchup_cell(out)
     finally:
         for worker in list(running):
             worker.stop()

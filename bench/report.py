@@ -3,15 +3,16 @@ ratios to book_appointment measured in the same run, and book_appointment (book_
 previous version (book_appointment_before), both from one mixed run; scale.tsv (appointments, clients, tps,
 p95_ms) as ratios to the smaller table; e2e.tsv (target, clients, rps, p50/p95/p99 ms, non-2xx) with the worker's
 share; bundle.tsv (wasm bytes, gzipped bytes, cold start ms); and the IntakeQ cells of bench/intakeq_cells.py:
-intakeq_latency.tsv (the answer's latency while IntakeQ is slow, hangs or fails, now against before) and
-intakeq_burst.tsv (a burst of new patients against IntakeQ's rate limit, paced against unpaced).
+intakeq_latency.tsv (the answer's latency while IntakeQ is slow, hangs or fails, now against before),
+intakeq_burst.tsv (a burst of new patients against IntakeQ's rate limit, paced against unpaced) and
+intakeq_catchup.tsv (the IntakeQ calls a day the catch-up costs, at the default period against every cron run).
 
     report.py [--keep-from OLD_REPORT] [--results F] [--scale F] [--e2e F] [--bundle F]
-              [--intakeq-latency F] [--intakeq-burst F]
+              [--intakeq-latency F] [--intakeq-burst F] [--intakeq-catchup F]
     report.py RESULTS [SCALE [E2E BUNDLE]]          (the same, positionally)
 
-With --keep-from (BENCH_ONLY=pgbench, db or intakeq) the sections this run did not measure are copied from
-OLD_REPORT, marked as kept.
+With --keep-from (BENCH_ONLY=pgbench, db, intakeq or catchup) the sections this run did not measure are copied
+from OLD_REPORT, marked as kept.
 """
 
 import csv
@@ -21,7 +22,7 @@ import platform
 import subprocess
 import sys
 
-OPTIONS = ["--results", "--scale", "--e2e", "--bundle", "--intakeq-latency", "--intakeq-burst"]
+OPTIONS = ["--results", "--scale", "--e2e", "--bundle", "--intakeq-latency", "--intakeq-burst", "--intakeq-catchup"]
 args, files, keep_from = sys.argv[1:], {}, None
 positional = iter(OPTIONS[:4])
 while args:
@@ -316,6 +317,96 @@ if burst:
     lines.append("")
 else:
     lines += keep(BURST_TITLE)
+
+CATCHUP_TITLE = "IntakeQ catch-up: calls a day"
+catchup = table("--intakeq-catchup")
+if catchup:
+    rows = {r["label"]: r for r in catchup}
+    first = catchup[0]
+    budget, page_size = int(first["daily_budget"]), int(first["page_size"])
+
+    def runs_a_day(row):
+        """The cron fires every minute: a period of 0 catches up at every run."""
+        minutes = int(row["catchup_minutes"])
+        return 1440 / minutes if minutes else 1440
+
+    def calls_a_day(row):
+        return int(row["first_calls"]) * runs_a_day(row)
+
+    baseline = rows.get("every_run")
+    lines += [f"## {CATCHUP_TITLE}", "",
+              "What the catch-up (src/inbound/catch_up.rs: every INTAKEQ_CATCHUP_MINUTES the cron reads every IntakeQ",
+              f"appointment from yesterday to INTAKEQ_CATCHUP_DAYS={first['catchup_days']} ahead, {page_size} a page, one IntakeQ call a page)",
+              f"costs a practice with {first['appointments']} upcoming appointments in IntakeQ: booked by staff in the sandbox,",
+              f"spread over the next {first['catchup_days']} days across its practitioners, {first['cancelled']} of them then cancelled (IntakeQ lists",
+              "cancelled ones too); webhooks off. The built worker in workerd (bench/intakeq_cells.py), every setting as",
+              "deployed but the period and the call budget (out of the way: the runs show what the catch-up asks for);",
+              "the catch-up made due, the cron fired once (after a warm-up run), then again at once. IntakeQ calls: the",
+              "sandbox's request log for each run. Catch-up: from its claim to its finish (intakeq_catchup_state), of",
+              "which IntakeQ: the pages' answer times; cron run: the whole scheduled run, as the control call saw it.",
+              f"Calls a day: the first run's calls x runs a day (1440 / the period; 1440 at 0, the cron firing every",
+              f"minute). Default: INTAKEQ_CATCHUP_MINUTES=360; the same-run baseline: 0 (every cron run). Share: of the",
+              f"{budget} calls a day the budget allows (INTAKEQ_CALLS_PER_DAY, IntakeQ's standard plan), shared with bookings.", "",
+              "| INTAKEQ_CATCHUP_MINUTES | IntakeQ calls, one run | catch-up ms (IntakeQ ms) | catch-up time vs every cron run | cron run ms | second run at once: calls | runs a day | calls a day | calls a day vs every cron run | share of the daily budget | busy blocks after the runs |",
+              "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for row in catchup:
+        minutes = int(row["catchup_minutes"])
+        setting = f"{minutes} (default)" if row["label"] == "default" else (f"{minutes} (every cron run)" if minutes == 0 else str(minutes))
+        ratio = time_ratio = ""
+        if row is baseline:
+            ratio = time_ratio = "1x (the baseline)"
+        elif baseline:
+            if calls_a_day(row):
+                ratio = f"{calls_a_day(row) / calls_a_day(baseline):.4f}x (1/{calls_a_day(baseline) / calls_a_day(row):.0f})"
+            time_ratio = f"{int(row['first_catchup_ms']) / int(baseline['first_catchup_ms']):.2f}x"
+        second = f"{row['second_calls']} ({'caught up again' if row['second_ran'] == 'true' else 'not due'})"
+        lines.append(f"| {setting} | {row['first_calls']} ({row['first_pages']} pages) | {int(row['first_catchup_ms']):,} "
+                     f"({int(row['first_intakeq_ms']):,}) | {time_ratio} | {int(row['first_cron_ms']):,} | {second} | {runs_a_day(row):g} | "
+                     f"{calls_a_day(row):,.0f} | {ratio} | {calls_a_day(row) / budget:.1%} | "
+                     f"{row['busy_blocks']} of {row['active']} active |")
+    default = rows.get("default")
+    if default:
+        per_run, per_day = int(default["first_calls"]), calls_a_day(default)
+        hours = int(default["catchup_minutes"]) / 60
+        listed = int(default["listed"])
+        full_pages = listed // page_size
+        intakeq_ms, catchup_ms = int(default["first_intakeq_ms"]), int(default["first_catchup_ms"])
+        lines += ["",
+                  f"At the default, the catch-up costs **{per_day:,.0f} IntakeQ calls a day** for {default['appointments']} upcoming "
+                  f"appointments ({per_run} a run x {runs_a_day(default):g} runs):",
+                  f"{per_day / budget:.1%} of the {budget}-call daily budget"
+                  + (f", 1/{calls_a_day(baseline) / per_day:.0f} of what catching up at every cron run costs" if baseline and per_day else "")
+                  + ". What the default buys:",
+                  f"a webhook IntakeQ loses is repaired within {hours:g} hours (by the next catch-up after it: at most "
+                  f"{default['catchup_minutes']} minutes and a cron",
+                  f"minute away, plus its own {catchup_ms / 1000:.1f} s). Its second run, fired at once, made {default['second_calls']} "
+                  "IntakeQ calls: not due.",
+                  ("A run's time is mostly the database's: " if intakeq_ms < catchup_ms / 2 else "")
+                  + f"IntakeQ (the sandbox, on loopback) answered its pages in {intakeq_ms} of",
+                  f"its {catchup_ms} ms; the rest is applying {default['listed']} appointments, page by page (and the budget's calls).",
+                  "",
+                  f"Pages: the sandbox listed {listed} appointments in the window (the cancelled ones included); a run reads",
+                  f"{full_pages} full pages and then one more to learn that the last full page was the last"
+                  + (" (an empty one)" if listed % page_size == 0 else "") + f": {full_pages + 1} calls.",
+                  f"Each further {page_size} upcoming appointments add one call a run, {runs_a_day(default):g} a day at the default."]
+        if baseline:
+            b_day = calls_a_day(baseline)
+            lines += ["",
+                      f"Every cron run (0) would ask {b_day:,.0f} calls a day, {b_day / budget:.0f}x the whole daily budget. The budget would",
+                      "refuse most of them, but only once they had taken the day's calls: a catch-up call is never taken from",
+                      f"the calls a booking due at that moment needs, yet about {budget / int(baseline['first_calls']):.0f} runs ({budget} / "
+                      f"{baseline['first_calls']}) use up a day, and the bookings",
+                      f"that come later wait for the window to free. Its second run, at once, made {baseline['second_calls']} calls."]
+        checks = []
+        for row in catchup:
+            results = row["first_results"].replace(":", " ").replace(",", ", ")
+            checks.append(f"with {row['catchup_minutes']}, {row['busy_blocks']} of the {row['active']} active appointments "
+                          f"and {row['cancelled_blocks']} of the {row['cancelled']} cancelled (the first run's results: {results})")
+        lines += ["", "Check that the runs applied them, busy blocks (intakeq_busy_blocks) after both runs:"]
+        lines += [f"{check}{';' if n < len(checks) - 1 else '.'}" for n, check in enumerate(checks)]
+    lines.append("")
+else:
+    lines += keep(CATCHUP_TITLE)
 
 lines += [
     "## Round trips per booking (from the code path)",

@@ -3,17 +3,17 @@
 # on loopback and through a proxy adding 20 ms per round trip, and on loopback book_appointment against its
 # previous version (book_appointment_before); then the scale and end-to-end benches, and the IntakeQ cells
 # (bench/intakeq_cells.py: the answer while IntakeQ is slow, hangs or fails; a burst of new patients against
-# IntakeQ's rate limit); writes bench/REPORT.md.
+# IntakeQ's rate limit; the IntakeQ calls a day the catch-up costs); writes bench/REPORT.md.
 # BENCH_SECONDS per pgbench and wrk cell. BENCH_ONLY=pgbench runs the design cells only, BENCH_ONLY=db the design
-# cells and the scale bench (everything but the worker), BENCH_ONLY=intakeq the IntakeQ cells only; the sections
-# not measured are kept from bench/REPORT.md, marked so.
+# cells and the scale bench (everything but the worker), BENCH_ONLY=intakeq the latency and burst IntakeQ cells
+# only, BENCH_ONLY=catchup the catch-up cell only; the sections not measured are kept from bench/REPORT.md, marked so.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 PGBENCH=/usr/lib/postgresql/15/bin/pgbench
 export BENCH_SECONDS=${BENCH_SECONDS:-8}
 export BENCH_ONLY=${BENCH_ONLY:-all}
-[[ $BENCH_ONLY =~ ^(all|db|pgbench|intakeq)$ ]] || { echo "bench: BENCH_ONLY must be all, db, pgbench or intakeq" >&2; exit 2; }
+[[ $BENCH_ONLY =~ ^(all|db|pgbench|intakeq|catchup)$ ]] || { echo "bench: BENCH_ONLY must be all, db, pgbench, intakeq or catchup" >&2; exit 2; }
 DB_PORT=${DB_PORT:-54322}
 PROXY_PORT=${BENCH_PROXY_PORT:-54399}
 OUT=.local/bench
@@ -83,7 +83,7 @@ pgbench_before_after() {
   echo
 }
 
-if [[ $BENCH_ONLY != intakeq ]]; then # the database cells
+if [[ $BENCH_ONLY != intakeq && $BENCH_ONLY != catchup ]]; then # the database cells
   python3 bench/delay_proxy.py "$PROXY_PORT" 127.0.0.1 "$DB_PORT" 10 > "$OUT/proxy.log" 2>&1 &
   proxy=$!
   for _ in $(seq 1 50); do grep -q "delay proxy on" "$OUT/proxy.log" && break; sleep 0.1; done
@@ -152,15 +152,20 @@ for port in "$RPC_PORT" "$SANDBOX_PORT"; do
   for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
 done
 
-# IntakeQ: the answer while IntakeQ is slow, hangs or fails, and a burst of new patients against its rate limit.
+# IntakeQ: the answer while IntakeQ is slow, hangs or fails, a burst of new patients against its rate limit, and
+# what the catch-up costs a day. CELLS...: latency, burst, catchup.
 intakeq_cells() {
   BENCH_RPC_URL=http://127.0.0.1:$RPC_PORT BENCH_INTAKEQ_URL=http://127.0.0.1:$SANDBOX_PORT \
     BENCH_INTAKEQ_KEY=$SANDBOX_KEY BENCH_PROVIDERS=$OUT/providers.txt SUPABASE_SERVICE_ROLE_KEY=$SUPABASE_SERVICE_ROLE_KEY \
-    python3 bench/intakeq_cells.py "$OUT"
+    python3 bench/intakeq_cells.py "$OUT" "$@"
 }
 if [[ $BENCH_ONLY == intakeq ]]; then
-  intakeq_cells
+  intakeq_cells latency burst
   partial_report --intakeq-latency "$OUT/intakeq_latency.tsv" --intakeq-burst "$OUT/intakeq_burst.tsv"
+fi
+if [[ $BENCH_ONLY == catchup ]]; then
+  intakeq_cells catchup
+  partial_report --intakeq-catchup "$OUT/intakeq_catchup.tsv"
 fi
 
 # End to end: the worker (without IntakeQ: bookings wait in the outbox) against the RPC API called directly (the
@@ -194,8 +199,9 @@ printf 'wasm_bytes\t%s\ngzip_bytes\t%s\ncold_start_ms\t%s\n' "$wasm_bytes" "$gzi
 echo "bench: bundle $wasm_bytes bytes ($gzip_bytes gzipped); cold start to the first answer $cold_start_ms ms"
 kill -TERM -- "-${servers[-1]}" 2>/dev/null || true # this worker is done: the IntakeQ cells start their own
 
-intakeq_cells
+intakeq_cells latency burst catchup
 python3 bench/report.py --results "$OUT/results.tsv" --scale "$OUT/scale.tsv" --e2e "$OUT/e2e.tsv" --bundle "$OUT/bundle.tsv" \
-  --intakeq-latency "$OUT/intakeq_latency.tsv" --intakeq-burst "$OUT/intakeq_burst.tsv" > "$OUT/REPORT.md"
+  --intakeq-latency "$OUT/intakeq_latency.tsv" --intakeq-burst "$OUT/intakeq_burst.tsv" \
+  --intakeq-catchup "$OUT/intakeq_catchup.tsv" > "$OUT/REPORT.md"
 mv "$OUT/REPORT.md" bench/REPORT.md
 echo "bench: wrote bench/REPORT.md"

@@ -240,8 +240,10 @@ worker_vars=(
   --var "ADMIN_TOKEN:${ADMIN_TOKEN:-local-admin-token}"
   --var "PARTNER_API_TOKEN:${PARTNER_API_TOKEN:-local-partner-token}"
   --var "STAFF_ALERT_WEBHOOK_URL:$alerts_url"
+  --var "MANAGE_TOKEN_SECRET:${MANAGE_TOKEN_SECRET:-local-manage-token-secret}"
+  --var "INTAKEQ_WEBHOOK_SECRET:${INTAKEQ_WEBHOOK_SECRET:-local-webhook-secret}"
 )
-set_here=" SUPABASE_URL SUPABASE_SERVICE_ROLE_KEY INTAKEQ_BASE_URL INTAKEQ_API_KEY ALLOWED_ORIGINS ADMIN_TOKEN PARTNER_API_TOKEN STAFF_ALERT_WEBHOOK_URL "
+set_here=" SUPABASE_URL SUPABASE_SERVICE_ROLE_KEY INTAKEQ_BASE_URL INTAKEQ_API_KEY ALLOWED_ORIGINS ADMIN_TOKEN PARTNER_API_TOKEN STAFF_ALERT_WEBHOOK_URL MANAGE_TOKEN_SECRET INTAKEQ_WEBHOOK_SECRET "
 # The names src/config.rs reads (its string literals in capitals, the tests below it left out).
 settings=" $(sed '/#\[cfg(test)\]/q' src/config.rs | grep -o '"[A-Z][A-Z0-9_]*"' | tr -d '"' | tr '\n' ' ') "
 [[ -n ${settings// /} ]] || echo "dev: warning: found no setting names in src/config.rs" >&2
@@ -261,6 +263,14 @@ start_part "$WORKER_PORT" node_modules/.bin/wrangler dev --ip 127.0.0.1 --port "
   --show-interactive-dev-session=false --test-scheduled "${worker_vars[@]}" < /dev/null
 worker_url=http://127.0.0.1:$WORKER_PORT
 wait_for "the worker" "$worker_url/health" "$!"
+# The sandbox sends IntakeQ's webhooks (staff changes made through /_sandbox/staff) to the worker, as the
+# practice would set them up in IntakeQ.
+webhook_url=$worker_url/api/intakeq/webhooks/${INTAKEQ_WEBHOOK_SECRET:-local-webhook-secret}
+if [[ -z ${INTAKEQ_BASE_URL:-} ]]; then
+  curl -fsS -X PUT "http://127.0.0.1:$INTAKEQ_SANDBOX_PORT/_sandbox/webhooks" -H 'content-type: application/json' \
+    -d "{\"url\": \"$webhook_url\", \"apiChanges\": true}" >/dev/null \
+    || die "the IntakeQ sandbox refused the webhook setup"
+fi
 
 cat <<READY
 
@@ -268,6 +278,8 @@ cat <<READY
     Worker            $worker_url/api/patient-booking/book-v2   (health: $worker_url/health)
     Staff token       ${ADMIN_TOKEN:-local-admin-token}   ($worker_url/api/patient-booking/sync-health)
     Partner token     ${PARTNER_API_TOKEN:-local-partner-token}   (Authorization: Bearer ...; lets a booking name a patientId)
+    Manage tokens     signed with ${MANAGE_TOKEN_SECRET:-local-manage-token-secret}   (a booking's 201 answer carries its own)
+    IntakeQ webhooks  $worker_url/api/intakeq/webhooks/[INTAKEQ_WEBHOOK_SECRET]   (the sandbox posts its staff changes there)
     Sync cron         curl "$worker_url/__scheduled?cron=*+*+*+*+*"   (wrangler dev does not fire it by itself)
     Postgres          $DEV_DB_URL   (migrated and seeded)
     RPC API           $api_url/rest/v1/rpc/<function>

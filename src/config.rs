@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use crate::abuse::AbuseSettings;
+use crate::inbound::InboundSettings;
 use crate::intakeq::IntakeqSettings;
 use crate::support::secret::Secret;
 use crate::sync::job::{CallBudget, RetryPolicy};
@@ -49,6 +50,13 @@ pub struct Config {
     /// INTAKEQ_WEBHOOK_SECRET: the path segment IntakeQ's webhooks come to (`/api/intakeq/webhooks/<secret>`),
     /// their only credential. Without it the route answers 404 to everyone.
     pub intakeq_webhook_secret: Option<Secret>,
+    /// MANAGE_TOKEN_SECRET: signs each booking's `manageToken` (the patient's key to cancel or reschedule that
+    /// appointment). Without it no token is issued, and only the partner and staff tokens may change bookings.
+    pub manage_token_secret: Option<Secret>,
+    /// The catch-up reads IntakeQ's appointments this many days ahead (INTAKEQ_CATCHUP_DAYS, 60).
+    pub intakeq_catchup_days: u32,
+    /// And at most this often (INTAKEQ_CATCHUP_MINUTES, 360; 0: every cron run).
+    pub intakeq_catchup_minutes: u32,
 }
 
 impl Config {
@@ -78,6 +86,8 @@ impl Config {
         let sync_max_attempts = lookup("SYNC_MAX_ATTEMPTS").map(|_| number("SYNC_MAX_ATTEMPTS", 0, &mut problems).clamp(1, 10_000) as u32);
         let sync_max_backoff_minutes = number("SYNC_MAX_BACKOFF_MINUTES", 30, &mut problems).clamp(1, 1440) as u32;
         let sync_retry_window_hours = number("SYNC_RETRY_WINDOW_HOURS", 72, &mut problems).clamp(1, 8760) as u32;
+        let intakeq_catchup_days = number("INTAKEQ_CATCHUP_DAYS", 60, &mut problems).clamp(1, 366) as u32;
+        let intakeq_catchup_minutes = number("INTAKEQ_CATCHUP_MINUTES", 360, &mut problems).min(10_080) as u32;
         let intakeq_budget = CallBudget {
             per_minute: number("INTAKEQ_CALLS_PER_MINUTE", 10, &mut problems).clamp(1, 10_000) as u32,
             per_day: number("INTAKEQ_CALLS_PER_DAY", 500, &mut problems).clamp(1, 1_000_000) as u32,
@@ -129,6 +139,9 @@ impl Config {
             turnstile_verify_url: present("TURNSTILE_VERIFY_URL")
                 .unwrap_or_else(|| "https://challenges.cloudflare.com/turnstile/v0/siteverify".into()),
             intakeq_webhook_secret: present("INTAKEQ_WEBHOOK_SECRET").map(Secret::new),
+            manage_token_secret: present("MANAGE_TOKEN_SECRET").map(Secret::new),
+            intakeq_catchup_days,
+            intakeq_catchup_minutes,
         };
         if problems.is_empty() {
             Ok(config)
@@ -151,6 +164,18 @@ impl Config {
             call_and_record: Duration::from_millis(call_ms + self.database_timeout_ms),
             budget: self.intakeq_budget,
             runtime_limit: None,
+        }
+    }
+
+    /// How the cron re-reads IntakeQ's nudges and catches up.
+    pub fn inbound_settings(&self) -> InboundSettings {
+        InboundSettings {
+            batch_size: self.sync_batch_size,
+            lease_seconds: self.sync_lease_seconds,
+            budget: self.intakeq_budget,
+            call_timeout_ms: self.intakeq.as_ref().map_or(0, |i| i.timeout_ms),
+            catch_up_days: self.intakeq_catchup_days,
+            catch_up_every_minutes: self.intakeq_catchup_minutes,
         }
     }
 }
@@ -181,6 +206,7 @@ mod tests {
         assert_eq!(config.intakeq_budget, CallBudget { per_minute: 10, per_day: 500, minute_ms: 60_000 });
         assert_eq!(config.inline_sync_budget_ms, 2_000);
         assert_eq!(config.abuse, AbuseSettings { per_ip_per_minute: 10, per_email_per_hour: 5, turnstile: false });
+        assert_eq!((config.intakeq_catchup_days, config.intakeq_catchup_minutes, config.manage_token_secret), (60, 360, None));
     }
 
     #[test]
@@ -212,10 +238,11 @@ mod tests {
             ("SUPABASE_URL", "http://127.0.0.1:54321"), ("SUPABASE_SERVICE_ROLE_KEY", "service-key-1"),
             ("INTAKEQ_API_KEY", "iq-key-2"), ("ADMIN_TOKEN", "admin-token-3"), ("PARTNER_API_TOKEN", "partner-token-4"),
             ("TURNSTILE_SECRET_KEY", "turnstile-secret-5"), ("INTAKEQ_WEBHOOK_SECRET", "webhook-secret-6"),
+            ("MANAGE_TOKEN_SECRET", "manage-secret-7"),
         ]))
         .unwrap();
         let printed = format!("{config:?}");
-        for secret in ["service-key-1", "iq-key-2", "admin-token-3", "partner-token-4", "turnstile-secret-5", "webhook-secret-6"] {
+        for secret in ["service-key-1", "iq-key-2", "admin-token-3", "partner-token-4", "turnstile-secret-5", "webhook-secret-6", "manage-secret-7"] {
             assert!(!printed.contains(secret), "{printed}");
         }
         assert!(printed.contains("[redacted]"));

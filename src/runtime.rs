@@ -15,6 +15,8 @@ use crate::abuse::Gatekeeper;
 use crate::alerts::{self, webhook::Webhook};
 use crate::config::Config;
 use crate::http::{self, HttpRequest};
+use crate::inbound::catch_up::catch_up;
+use crate::inbound::reread::reread_nudges;
 use crate::intakeq::fetch::IntakeqFetch;
 use crate::postgrest::client::PostgrestStore;
 use crate::support::clock::Clock;
@@ -89,7 +91,7 @@ async fn body_up_to(request: &mut Request, limit: usize) -> Vec<u8> {
     body
 }
 
-/// Drains the IntakeQ sync outbox.
+/// Drains the IntakeQ sync outbox, brings back what staff did in IntakeQ, and delivers staff alerts.
 #[event(scheduled)]
 async fn scheduled(_event: ScheduledEvent, env: Env, _context: ScheduleContext) {
     let runner = format!("cron-{}", uuid::Uuid::new_v4());
@@ -113,6 +115,16 @@ async fn scheduled(_event: ScheduledEvent, env: Env, _context: ScheduleContext) 
             };
             if let Err(error) = run_once(&store, &intakeq, &JsClock, &runner, &settings).await {
                 tracing::error!(step = "sync_claim", outcome = "failed", runner, debug = %error.debug());
+            }
+            // Then what staff did in IntakeQ: the nudges webhooks left, and now and then the whole window.
+            let inbound = config.inbound_settings();
+            match reread_nudges(&store, &intakeq, &runner, &inbound).await {
+                Ok(summary) => tracing::info!(step = "intakeq_reread", outcome = "done", runner, applied = summary.applied,
+                                              failed = summary.failed, out_of_budget = summary.out_of_budget),
+                Err(error) => tracing::error!(step = "intakeq_reread", outcome = "failed", runner, debug = %error.debug()),
+            }
+            if let Err(error) = catch_up(&store, &intakeq, &JsClock, &runner, &inbound).await {
+                tracing::error!(step = "intakeq_catch_up", outcome = "failed", runner, debug = %error.debug());
             }
         }
     }

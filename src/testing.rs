@@ -8,8 +8,10 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use crate::abuse::{AttemptStore, EmailAttempt, Gatekeeper};
-use crate::inbound::{InboundStore, Noted, Nudge};
+use crate::inbound::{AppliedNudge, CatchUpClaim, ClaimedNudge, InboundSettings, InboundStore, Noted, Nudge};
+use crate::booking::change::{Cancelled, ChangeStore, ChangedBy, Rescheduled};
 use crate::booking::model::{AppointmentStatus, BookingOutcome, JobState, SyncStatus};
+use crate::booking::request::start_time::StartTime;
 use crate::booking::request::BookingRequest;
 use crate::booking::store::{BookingStore, FailureRecord, StoreError};
 use crate::intakeq::wire::{self, Appointment, Client};
@@ -42,6 +44,24 @@ pub struct FakeStore {
     pub asked_after_timeout: RefCell<Vec<String>>,
     /// IntakeQ's webhooks kept.
     pub nudges: RefCell<Vec<Nudge>>,
+    /// The IntakeQ appointment ids waiting to be re-read (`claim_intakeq_inbound_events` hands them out).
+    pub waiting_nudges: RefCell<Vec<String>>,
+    /// What re-reads handed to the rules: (IntakeQ's id, its appointment now).
+    pub applied: RefCell<Vec<(String, Option<Appointment>)>>,
+    /// Nudges whose re-read failed: (IntakeQ's id, the wait asked for).
+    pub released: RefCell<Vec<(String, Option<u64>)>>,
+    /// The catch-up's pages handed to the rules.
+    pub applied_pages: RefCell<Vec<Vec<Appointment>>>,
+    /// The catch-up's turn has not come.
+    pub catch_up_not_due: Cell<bool>,
+    /// How each catch-up turn ended: (completed, error).
+    pub catch_up_finished: RefCell<Vec<(bool, Option<String>)>>,
+    /// Cancels and reschedules asked of the database: (appointment, what, who), and the refusal it answers.
+    pub changes: RefCell<Vec<(Uuid, String, &'static str)>>,
+    pub change_refusal: RefCell<Option<StoreError>>,
+    /// The calls reported for each call reserved outside sync jobs, and the 429 pauses reported.
+    pub budget_reports: RefCell<Vec<u32>>,
+    pub rate_limits_reported: RefCell<Vec<u64>>,
     /// The emails of the attempts counted (`note_booking_attempt`).
     pub email_attempts: RefCell<Vec<String>>,
     /// Jobs `claim_sync_jobs` hands out.
@@ -104,6 +124,91 @@ impl InboundStore for FakeStore {
         let duplicate = nudges.iter().any(|n| n.pq_appointment_id == nudge.pq_appointment_id);
         nudges.push(nudge.clone());
         Ok(Noted { event_id: Uuid::nil(), duplicate })
+    }
+
+    async fn claim_intakeq_inbound_events(&self, _runner: &str, limit: u32, _lease_seconds: u32) -> Result<Vec<ClaimedNudge>, StoreError> {
+        let mut waiting = self.waiting_nudges.borrow_mut();
+        let take = (limit as usize).min(waiting.len());
+        Ok(waiting
+            .drain(..take)
+            .map(|id| ClaimedNudge { event_id: Uuid::new_v4(), pq_appointment_id: id, lease_token: Uuid::new_v4(), lease_seconds_left: Some(30) })
+            .collect())
+    }
+
+    async fn apply_intakeq_event(&self, nudge: &ClaimedNudge, now: Option<&Appointment>) -> Result<AppliedNudge, StoreError> {
+        self.applied.borrow_mut().push((nudge.pq_appointment_id.clone(), now.cloned()));
+        Ok(AppliedNudge { result: Some("unchanged".into()), recorded: true, processed: true })
+    }
+
+    async fn release_intakeq_event(&self, nudge: &ClaimedNudge, _error: &str, retry_after_seconds: Option<u64>) -> Result<(), StoreError> {
+        self.released.borrow_mut().push((nudge.pq_appointment_id.clone(), retry_after_seconds));
+        Ok(())
+    }
+
+    async fn apply_intakeq_appointments(&self, page: &[Appointment]) -> Result<Value, StoreError> {
+        self.applied_pages.borrow_mut().push(page.to_vec());
+        Ok(json!({"unchanged": page.len()}))
+    }
+
+    async fn claim_intakeq_catchup(&self, _runner: &str, _every_minutes: u32, _lease_seconds: u32) -> Result<CatchUpClaim, StoreError> {
+        let due = !self.catch_up_not_due.get();
+        Ok(CatchUpClaim { due, lease_token: due.then(Uuid::new_v4) })
+    }
+
+    async fn finish_intakeq_catchup(&self, _lease_token: Uuid, completed: bool, _counts: &Value, error: Option<&str>) -> Result<(), StoreError> {
+        self.catch_up_finished.borrow_mut().push((completed, error.map(str::to_owned)));
+        Ok(())
+    }
+
+    async fn reserve_intakeq_budget(&self, _holder: &str, _lease_token: Uuid, calls: u32, _hold_seconds: u32, _budget: &CallBudget)
+        -> Result<Reservation, StoreError> {
+        match self.budget_left.get() {
+            Some(left) if left < calls => Ok(Reservation { reserved: false, calls: 0, wait_ms: Some(1000) }),
+            left => {
+                self.budget_left.set(left.map(|l| l - calls));
+                Ok(Reservation { reserved: true, calls, wait_ms: None })
+            }
+        }
+    }
+
+    async fn report_intakeq_calls(&self, _lease_token: Uuid, made: u32, rate_limited_seconds: Option<u64>) -> Result<(), StoreError> {
+        self.budget_reports.borrow_mut().push(made);
+        self.rate_limits_reported.borrow_mut().extend(rate_limited_seconds);
+        Ok(())
+    }
+}
+
+impl ChangeStore for FakeStore {
+    async fn cancel_appointment(&self, appointment_id: Uuid, reason: Option<&str>, by: ChangedBy, _request_id: &str) -> Result<Cancelled, StoreError> {
+        self.changes.borrow_mut().push((appointment_id, format!("cancel {reason:?}"), by.as_str()));
+        if let Some(refusal) = self.change_refusal.borrow().clone() {
+            return Err(refusal);
+        }
+        Ok(Cancelled { appointment_id, status: AppointmentStatus::Cancelled, changed: true, intakeq: "cancellation_queued".into() })
+    }
+
+    async fn reschedule_appointment(&self, appointment_id: Uuid, start: &StartTime, by: ChangedBy, _request_id: &str) -> Result<Rescheduled, StoreError> {
+        self.changes.borrow_mut().push((appointment_id, format!("reschedule {}", start.utc_rfc3339()), by.as_str()));
+        if let Some(refusal) = self.change_refusal.borrow().clone() {
+            return Err(refusal);
+        }
+        let start: DateTime<Utc> = start.utc_rfc3339().parse().unwrap();
+        Ok(Rescheduled {
+            appointment_id, start, end: start + chrono::Duration::minutes(60), status: AppointmentStatus::Scheduled,
+            sync_status: SyncStatus::Synced, changed: true,
+        })
+    }
+}
+
+/// The cron's settings for re-reads and the catch-up, as the defaults have them.
+pub fn inbound_settings() -> InboundSettings {
+    InboundSettings {
+        batch_size: 10,
+        lease_seconds: 30,
+        budget: CallBudget { per_minute: 10, per_day: 500, minute_ms: 60_000 },
+        call_timeout_ms: 8_000,
+        catch_up_days: 60,
+        catch_up_every_minutes: 360,
     }
 }
 
@@ -236,6 +341,9 @@ pub fn job(needs_reconcile: bool) -> SyncJob {
         lease_token: lease.lease_token,
         lease_seconds_left: Some(60),
         intakeq_calls_reserved: None,
+        operation: Some(crate::sync::job::Operation::Create),
+        posted_starts: Vec::new(),
+        cancellation_reason: None,
         booking,
     }
 }
@@ -340,9 +448,42 @@ impl Intakeq for FakeIntakeq {
             service_id: Some(appointment.service_id.clone()),
             start_date: Some(appointment.utc_date_time),
             status: Some("Confirmed".into()),
+            ..Appointment::default()
         };
         self.appointments.borrow_mut().push(created.clone());
         Ok(created)
+    }
+
+    /// Every appointment it holds, whatever the dates, a page at a time.
+    async fn appointments_of_practice(&self, from: NaiveDate, to: NaiveDate, page: u32) -> Result<Vec<Appointment>, IntakeqError> {
+        self.enter("appointments_of_practice").await?;
+        self.lookups.borrow_mut().push((from, to));
+        Ok(self.appointments.borrow().iter().skip((page as usize - 1) * wire::PAGE_SIZE).take(wire::PAGE_SIZE).cloned().collect())
+    }
+
+    async fn appointment(&self, id: &str) -> Result<Option<Appointment>, IntakeqError> {
+        self.enter("appointment").await?;
+        Ok(self.appointments.borrow().iter().find(|a| a.id == id).cloned())
+    }
+
+    async fn move_appointment(&self, change: &wire::AppointmentMove) -> Result<Appointment, IntakeqError> {
+        self.enter("move_appointment").await?;
+        let mut appointments = self.appointments.borrow_mut();
+        let Some(appointment) = appointments.iter_mut().find(|a| a.id == change.id) else {
+            return Err(IntakeqError::Rejected { status: 400, message: "Appointment not found.".into() });
+        };
+        appointment.start_date = Some(change.utc_date_time);
+        Ok(appointment.clone())
+    }
+
+    async fn cancel_appointment(&self, cancellation: &wire::Cancellation) -> Result<(), IntakeqError> {
+        self.enter("cancel_appointment").await?;
+        let mut appointments = self.appointments.borrow_mut();
+        let Some(appointment) = appointments.iter_mut().find(|a| a.id == cancellation.appointment_id) else {
+            return Err(IntakeqError::Rejected { status: 400, message: "Appointment not found.".into() });
+        };
+        appointment.status = Some("Canceled".into());
+        Ok(())
     }
 }
 

@@ -828,3 +828,554 @@ async fn the_questionnaire_endpoints_take_the_usual_faults_and_an_unauthorized_s
     assert_eq!(status, StatusCode::OK, "once the faults are used up, sends succeed: {sent}");
     assert_eq!(sandbox.intakes_held().await.len(), 1);
 }
+
+// One appointment, moves and cancellations, staff actions and webhooks -----------------------------------------
+
+/// Ana Rivera, IntakeQ's id for her.
+const ANA: &str = "5f1a00000000000000000001";
+/// The 30-minute "Medication management" service.
+const MEDICATION_MANAGEMENT: &str = "7c1e0000-0000-4000-8000-000000000006";
+/// 2032-05-12T15:00:00Z, the start `Sandbox::appointment` books.
+const MAY_12_15H: i64 = 1_967_986_800_000;
+const HOUR_MS: i64 = 3_600_000;
+
+impl Sandbox {
+    /// A control API call (under `/_sandbox`) with an optional JSON body: its status and answer.
+    async fn control(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+        let mut request = self.http.request(method, format!("{}/_sandbox{path}", self.base));
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        status_and_json(request.send().await.unwrap()).await
+    }
+
+    /// `POST /_sandbox/staff/appointments` with `body`: the appointment, which must have been created.
+    async fn staff_book(&self, body: Value) -> Value {
+        let (status, booked) = self.control(reqwest::Method::POST, "/staff/appointments", Some(body)).await;
+        assert_eq!(status, StatusCode::OK, "{booked}");
+        booked
+    }
+
+    /// `POST /_sandbox/staff/appointments/{id}/{action}` with `body`: the status and answer.
+    async fn staff(&self, id: &Value, action: &str, body: Option<Value>) -> (StatusCode, Value) {
+        let path = format!("/staff/appointments/{}/{action}", id.as_str().unwrap());
+        self.control(reqwest::Method::POST, &path, body).await
+    }
+
+    async fn put(&self, body: Value) -> (StatusCode, Value) {
+        status_and_json(self.api(reqwest::Method::PUT, "/appointments").json(&body).send().await.unwrap()).await
+    }
+
+    /// `GET /appointments/{id}`: the status and answer.
+    async fn by_id(&self, id: &Value) -> (StatusCode, Value) {
+        status_and_json(self.get(&format!("/appointments/{}", id.as_str().unwrap())).await).await
+    }
+
+    /// `PUT /_sandbox/webhooks` with `body`: its status.
+    async fn webhooks_to(&self, body: Value) -> StatusCode {
+        self.control(reqwest::Method::PUT, "/webhooks", Some(body)).await.0
+    }
+
+    async fn webhook_fault(&self, fault: Value) {
+        let (status, answer) = self.control(reqwest::Method::POST, "/webhooks/faults", Some(fault.clone())).await;
+        assert_eq!(status, StatusCode::NO_CONTENT, "{fault}: {answer}");
+    }
+
+    /// `GET /_sandbox/webhooks`: every delivery.
+    async fn deliveries(&self) -> Vec<Value> {
+        let (status, list) = self.control(reqwest::Method::GET, "/webhooks", None).await;
+        assert_eq!(status, StatusCode::OK);
+        list.as_array().unwrap().clone()
+    }
+}
+
+/// Each delivery's `(event_type, fate, status)`.
+fn fates(deliveries: &[Value]) -> Vec<(String, String, Value)> {
+    deliveries
+        .iter()
+        .map(|d| (d["event_type"].as_str().unwrap().to_owned(), d["fate"].as_str().unwrap().to_owned(), d["status"].clone()))
+        .collect()
+}
+
+fn fate(event_type: &str, fate: &str, status: Value) -> (String, String, Value) {
+    (event_type.to_owned(), fate.to_owned(), status)
+}
+
+/// A webhook receiver of the test's own: it records each JSON body posted to `/hooks/secret-path` and answers
+/// `status` (200 unless changed). While closed, it keeps each post waiting until it is opened.
+struct Receiver {
+    url: String,
+    got: tokio::sync::watch::Receiver<Vec<Value>>,
+    status: std::sync::Arc<std::sync::atomic::AtomicU16>,
+    open: tokio::sync::watch::Sender<bool>,
+}
+
+#[derive(Clone)]
+struct ReceiverState {
+    got: std::sync::Arc<tokio::sync::watch::Sender<Vec<Value>>>,
+    status: std::sync::Arc<std::sync::atomic::AtomicU16>,
+    open: tokio::sync::watch::Receiver<bool>,
+}
+
+async fn receive(
+    axum::extract::State(state): axum::extract::State<ReceiverState>,
+    axum::Json(body): axum::Json<Value>,
+) -> axum::http::StatusCode {
+    let mut open = state.open.clone();
+    let _ = open.wait_for(|open| *open).await;
+    state.got.send_modify(|got| got.push(body));
+    axum::http::StatusCode::from_u16(state.status.load(std::sync::atomic::Ordering::SeqCst)).unwrap()
+}
+
+impl Receiver {
+    async fn start() -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hooks/secret-path", listener.local_addr().unwrap());
+        let (got_tx, got) = tokio::sync::watch::channel(Vec::new());
+        let (open, open_rx) = tokio::sync::watch::channel(true);
+        let status = std::sync::Arc::new(std::sync::atomic::AtomicU16::new(200));
+        let state = ReceiverState { got: std::sync::Arc::new(got_tx), status: status.clone(), open: open_rx };
+        let app = axum::Router::new().route("/hooks/secret-path", axum::routing::post(receive)).with_state(state);
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Receiver { url, got, status, open }
+    }
+
+    /// Every body received so far.
+    fn received(&self) -> Vec<Value> {
+        self.got.borrow().clone()
+    }
+
+    /// Waits (at most 10 s) until `count` bodies have been received; answers them all.
+    async fn wait_for(&self, count: usize) -> Vec<Value> {
+        let mut got = self.got.clone();
+        let waited = tokio::time::timeout(Duration::from_secs(10), got.wait_for(|got| got.len() >= count)).await;
+        let received = waited.unwrap_or_else(|_| panic!("{count} webhooks within 10 s; got {:?}", self.received())).unwrap().clone();
+        received
+    }
+
+    fn answer(&self, status: u16) {
+        self.status.store(status, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// `(EventType, Appointment.Id)` of each webhook body.
+fn events(bodies: &[Value]) -> Vec<(String, String)> {
+    bodies
+        .iter()
+        .map(|b| (b["EventType"].as_str().unwrap().to_owned(), b["Appointment"]["Id"].as_str().unwrap().to_owned()))
+        .collect()
+}
+
+fn event(event_type: &str, appointment: &Value) -> (String, String) {
+    (event_type.to_owned(), appointment["Id"].as_str().unwrap().to_owned())
+}
+
+#[tokio::test]
+async fn one_appointment_is_read_by_id_in_full_and_an_unknown_id_is_404() {
+    let sandbox = Sandbox::start(100).await;
+    let client = sandbox.new_client("by.id@example.com").await;
+    let created = sandbox.appointment_at(&client, MAY_12_15H).await;
+
+    let (status, read) = sandbox.by_id(&created["Id"]).await;
+    assert_eq!((status, &read), (StatusCode::OK, &created), "the same shape as the create's and the list's answers");
+    let (_, listed) = status_and_json(sandbox.get("/appointments?client=by.id@example.com").await).await;
+    assert_eq!(listed[0], read);
+    for field in ["ClientName", "ClientEmail", "PractitionerId", "PractitionerEmail", "StartDate", "EndDate", "Duration", "Status", "DateCreated", "CreatedBy"] {
+        assert!(!read[field].is_null(), "{field}: {read}");
+    }
+    assert_eq!((&read["ClientName"], &read["ClientEmail"]), (&json!("Pat Sample"), &json!("by.id@example.com")));
+    assert_eq!((&read["PractitionerId"], &read["PractitionerEmail"]), (&json!(ANA), &json!("ana.rivera@example.com")));
+    assert_eq!((&read["Duration"], &read["EndDate"]), (&json!(60), &json!(MAY_12_15H + HOUR_MS)));
+    assert_eq!((&read["BookedByClient"], &read["CreatedBy"], &read["IntakeId"]), (&json!(false), &json!("API"), &Value::Null));
+
+    let (status, error) = sandbox.by_id(&json!("0123456789abcdef01234567")).await;
+    assert_eq!((status, error), (StatusCode::NOT_FOUND, json!({"Message": "Appointment not found."})));
+    assert_eq!(sandbox.get("/appointments/settings").await.status(), StatusCode::OK, "settings is still settings");
+}
+
+#[tokio::test]
+async fn reading_one_appointment_goes_through_the_key_the_faults_the_rate_limit_and_the_counts() {
+    let sandbox = Sandbox::start(100).await;
+    let client = sandbox.new_client("gate@example.com").await;
+    let created = sandbox.appointment_at(&client, MAY_12_15H).await;
+    let path = format!("/appointments/{}", created["Id"].as_str().unwrap());
+
+    let no_key = sandbox.http.get(format!("{}/api/v1{path}", sandbox.base)).send().await.unwrap();
+    assert_eq!(no_key.status(), StatusCode::UNAUTHORIZED);
+    sandbox.fault(json!({"endpoint": "GET /appointments/{id}", "fault": "server_error"})).await;
+    assert_eq!(sandbox.get(&path).await.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    sandbox.fault(json!({"endpoint": "GET /appointments/{id}", "fault": "non_json"})).await;
+    assert_eq!(sandbox.get(&path).await.status(), StatusCode::SERVICE_UNAVAILABLE);
+    sandbox.fault(json!({"endpoint": "GET /appointments", "fault": "server_error"})).await;
+    assert_eq!(sandbox.get(&path).await.status(), StatusCode::OK, "the list's faults are the list's");
+
+    let logged: Vec<(Value, Value)> = sandbox.requests_to(&path).await.iter().map(|r| (r["fault"].clone(), r["status"].clone())).collect();
+    assert_eq!(logged, [(json!(null), json!(401)), (json!("server_error"), json!(500)), (json!("non_json"), json!(503)), (json!(null), json!(200))]);
+
+    assert_eq!(sandbox.set_rate_limit(json!({"perMinute": 1})).await, StatusCode::NO_CONTENT);
+    assert_eq!(sandbox.get(&path).await.status(), StatusCode::OK);
+    let refused = sandbox.get(&path).await;
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS, "counted by the rate limit");
+    // The client, the appointment, the four reads above and these two.
+    assert_eq!(sandbox.stats().await, json!({"calls": 8, "rateLimited": 1}));
+}
+
+#[tokio::test]
+async fn without_client_the_list_holds_every_appointment_in_the_window_of_every_status_newest_first() {
+    let sandbox = Sandbox::start(1000).await;
+    let pat = sandbox.new_client("window.pat@example.com").await;
+    let lee = sandbox.new_client("window.lee@example.com").await;
+    let early = sandbox.appointment_at(&pat, denver_ms(2032, 5, 11, 9, 0)).await;
+    let late = sandbox.appointment_at(&lee, denver_ms(2032, 5, 12, 16, 0)).await;
+    let middle = sandbox.appointment_at(&pat, denver_ms(2032, 5, 12, 8, 0)).await;
+    let staff = sandbox.staff_book(json!({"PractitionerId": ANA, "UtcDateTime": denver_ms(2032, 5, 11, 13, 0)})).await;
+    sandbox.appointment_at(&lee, denver_ms(2032, 5, 10, 23, 59)).await; // the day before the window
+    sandbox.appointment_at(&lee, denver_ms(2032, 5, 13, 0, 0)).await; // the day after
+    let (status, _) = status_and_json(sandbox.post("/appointments/cancellation", json!({"AppointmentId": middle["Id"], "Reason": "x"})).await).await;
+    assert_eq!(status, StatusCode::OK);
+
+    let window = sandbox.list("startDate=2032-05-11&endDate=2032-05-12").await;
+    let expected: Vec<String> = [&late, &middle, &staff, &early].iter().map(|a| a["Id"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(ids(&window), expected, "every client's, the staff's and the cancelled one, the latest start first");
+    assert_eq!(window[1]["Status"], "Canceled");
+    assert_eq!(ids(&sandbox.list("startDate=2032-05-11&endDate=2032-05-12&status=Confirmed").await).len(), 3);
+
+    // 100 a page, newest first across the pages.
+    for n in 0..99 {
+        sandbox.staff_book(json!({"PractitionerId": ANA, "UtcDateTime": denver_ms(2032, 5, 11, 0, 0) + n * 60_000})).await;
+    }
+    let page_1 = sandbox.list("startDate=2032-05-11&endDate=2032-05-12").await;
+    let page_2 = sandbox.list("startDate=2032-05-11&endDate=2032-05-12&page=2").await;
+    assert_eq!((page_1.as_array().unwrap().len(), page_2.as_array().unwrap().len()), (100, 3));
+    let starts: Vec<i64> = page_1.as_array().unwrap().iter().chain(page_2.as_array().unwrap()).map(|a| a["StartDate"].as_i64().unwrap()).collect();
+    assert!(starts.windows(2).all(|pair| pair[0] >= pair[1]), "newest first: {starts:?}");
+    assert_eq!(page_2[2]["StartDate"], denver_ms(2032, 5, 11, 0, 0), "the earliest last");
+}
+
+#[tokio::test]
+async fn a_put_moves_an_appointment_keeping_its_duration_and_a_cancellation_answers_it_canceled() {
+    let sandbox = Sandbox::start(100).await;
+    let client = sandbox.new_client("mover@example.com").await;
+    let mut body = Sandbox::appointment(&client);
+    body["ServiceId"] = json!(MEDICATION_MANAGEMENT);
+    let (_, created) = status_and_json(sandbox.post("/appointments", body).await).await;
+    assert_eq!(created["Duration"], 30);
+
+    let (status, moved) = sandbox.put(json!({"Id": created["Id"], "UtcDateTime": MAY_12_15H + 2 * HOUR_MS, "SendClientEmailNotification": false})).await;
+    assert_eq!(status, StatusCode::OK, "{moved}");
+    assert_eq!((&moved["StartDate"], &moved["EndDate"], &moved["Duration"]), (&json!(MAY_12_15H + 2 * HOUR_MS), &json!(MAY_12_15H + 2 * HOUR_MS + 30 * 60_000), &json!(30)));
+    assert_eq!((&moved["StartDateIso"], &moved["Status"], &moved["SendClientEmailNotification"]), (&json!("2032-05-12T17:00:00.000Z"), &json!("Confirmed"), &json!(false)));
+    assert_eq!(sandbox.by_id(&created["Id"]).await.1, moved, "GET /appointments/{{id}} reads the move");
+
+    // Everything is checked before anything changes.
+    let (status, error) = sandbox.put(json!({"Id": created["Id"], "UtcDateTime": MAY_12_15H, "Status": "Postponed"})).await;
+    assert_eq!((status, error), (StatusCode::BAD_REQUEST, json!({"Message": "Invalid Status."})));
+    let (status, error) = sandbox.put(json!({"Id": created["Id"], "UtcDateTime": MAY_12_15H, "ServiceId": "nope"})).await;
+    assert_eq!((status, error), (StatusCode::BAD_REQUEST, json!({"Message": "Invalid ServiceId."})));
+    assert_eq!(sandbox.by_id(&created["Id"]).await.1["StartDate"], MAY_12_15H + 2 * HOUR_MS, "a rejected PUT moves nothing");
+
+    let (status, cancelled) = status_and_json(sandbox.post("/appointments/cancellation", json!({"AppointmentId": created["Id"], "Reason": "cannot make it"})).await).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!((&cancelled["Id"], &cancelled["Status"], &cancelled["CancellationReason"]), (&created["Id"], &json!("Canceled"), &json!("cannot make it")));
+    assert_eq!(cancelled["StartDate"], MAY_12_15H + 2 * HOUR_MS, "the whole appointment is answered");
+    assert_eq!(sandbox.by_id(&created["Id"]).await.1, cancelled);
+    let (status, again) = status_and_json(sandbox.post("/appointments/cancellation", json!({"AppointmentId": created["Id"], "Reason": "twice"})).await).await;
+    assert_eq!((status, &again["Status"], &again["CancellationReason"]), (StatusCode::OK, &json!("Canceled"), &json!("cannot make it")), "a second cancellation changes nothing");
+
+    let unknown = json!("0123456789abcdef01234567");
+    let not_found = json!({"Message": "Appointment not found."});
+    assert_eq!(sandbox.put(json!({"Id": unknown, "UtcDateTime": MAY_12_15H})).await, (StatusCode::BAD_REQUEST, not_found.clone()));
+    let cancel_unknown = sandbox.post("/appointments/cancellation", json!({"AppointmentId": unknown, "Reason": "x"})).await;
+    assert_eq!(status_and_json(cancel_unknown).await, (StatusCode::BAD_REQUEST, not_found));
+}
+
+#[tokio::test]
+async fn staff_bookings_are_marked_as_staff_ones_and_take_defaults() {
+    let sandbox = Sandbox::start(100).await;
+    let booked = sandbox.staff_book(json!({"PractitionerId": ANA, "UtcDateTime": MAY_12_15H})).await;
+    let id = booked["Id"].as_str().unwrap();
+    assert!(id.len() == 24 && id.chars().all(|c| c.is_ascii_hexdigit()), "an IntakeQ id: {id}");
+    assert_eq!((&booked["CreatedBy"], &booked["BookedByClient"], &booked["Status"]), (&json!("Staff"), &json!(false), &json!("Confirmed")));
+    assert_eq!((&booked["StartDate"], &booked["EndDate"], &booked["Duration"]), (&json!(MAY_12_15H), &json!(MAY_12_15H + HOUR_MS), &json!(60)));
+    assert_eq!((&booked["PractitionerId"], &booked["PractitionerName"]), (&json!(ANA), &json!("Ana Rivera, MD")));
+    assert!(!booked["ClientName"].as_str().unwrap().is_empty() && booked["ClientEmail"].as_str().unwrap().contains('@'), "a made-up client: {booked}");
+    assert_eq!(sandbox.by_id(&booked["Id"]).await.1, booked, "IntakeQ's API sees it like any other");
+
+    let service = sandbox.staff_book(json!({"PractitionerId": ANA, "UtcDateTime": MAY_12_15H, "ServiceId": MEDICATION_MANAGEMENT,
+        "ClientName": "Rae Caller", "ClientEmail": "rae.caller@example.com", "Status": "WaitingConfirmation"})).await;
+    assert_eq!((&service["Duration"], &service["EndDate"], &service["ServiceId"]), (&json!(30), &json!(MAY_12_15H + 30 * 60_000), &json!(MEDICATION_MANAGEMENT)));
+    assert_eq!((&service["ClientName"], &service["ClientEmail"], &service["Status"]), (&json!("Rae Caller"), &json!("rae.caller@example.com"), &json!("WaitingConfirmation")));
+    let longer = sandbox.staff_book(json!({"PractitionerId": ANA, "UtcDateTime": MAY_12_15H, "ServiceId": MEDICATION_MANAGEMENT, "Duration": 45})).await;
+    assert_eq!((&longer["Duration"], &longer["EndDate"]), (&json!(45), &json!(MAY_12_15H + 45 * 60_000)));
+    let client = sandbox.new_client("api.booked@example.com").await;
+    let api_booked = sandbox.appointment_at(&client, MAY_12_15H).await;
+
+    let state = sandbox.state().await;
+    let staff: Vec<Value> = [&booked, &service, &longer].iter().map(|a| a["Id"].clone()).collect();
+    assert_eq!(state["staffAppointments"], json!(staff), "the state tells the staff ones apart");
+    assert!(!state["staffAppointments"].as_array().unwrap().contains(&api_booked["Id"]));
+    assert_eq!(state["appointments"].as_array().unwrap().len(), 4);
+
+    for (body, error) in [
+        (json!({"PractitionerId": "000000000000000000000000", "UtcDateTime": MAY_12_15H}), "unknown PractitionerId"),
+        (json!({"PractitionerId": ANA}), "UtcDateTime"),
+        (json!({"PractitionerId": ANA, "UtcDateTime": MAY_12_15H, "ServiceId": "nope"}), "unknown ServiceId"),
+        (json!({"PractitionerId": ANA, "UtcDateTime": MAY_12_15H, "Status": "Canceld"}), "Status must be one of"),
+        (json!({"PractitionerId": ANA, "UtcDateTime": MAY_12_15H, "Duration": 0}), "Duration"),
+        (json!({"PractitionerId": ANA, "UtcDateTime": MAY_12_15H, "Notes": "x"}), "unknown field"),
+    ] {
+        let (status, answer) = sandbox.control(reqwest::Method::POST, "/staff/appointments", Some(body.clone())).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        assert!(answer["error"].as_str().unwrap().contains(error), "{body}: {answer}");
+    }
+    assert_eq!(sandbox.state().await["appointments"].as_array().unwrap().len(), 4, "refused bookings make nothing");
+    assert_eq!(sandbox.stats().await, json!({"calls": 3, "rateLimited": 0}), "staff actions are not API calls");
+}
+
+#[tokio::test]
+async fn staff_move_and_cancel_any_appointment_the_api_s_too() {
+    let sandbox = Sandbox::start(100).await;
+    let client = sandbox.new_client("ours@example.com").await;
+    let mut body = Sandbox::appointment(&client);
+    body["ServiceId"] = json!(MEDICATION_MANAGEMENT);
+    let (_, ours) = status_and_json(sandbox.post("/appointments", body).await).await;
+
+    let (status, moved) = sandbox.staff(&ours["Id"], "reschedule", Some(json!({"UtcDateTime": MAY_12_15H + 3 * HOUR_MS}))).await;
+    assert_eq!(status, StatusCode::OK, "{moved}");
+    assert_eq!((&moved["StartDate"], &moved["EndDate"], &moved["Duration"]), (&json!(MAY_12_15H + 3 * HOUR_MS), &json!(MAY_12_15H + 3 * HOUR_MS + 30 * 60_000), &json!(30)));
+    assert_eq!(moved["CreatedBy"], "API", "still the API's appointment");
+    assert_eq!(sandbox.by_id(&ours["Id"]).await.1, moved, "the API reads the staff's move");
+
+    let (status, cancelled) = sandbox.staff(&ours["Id"], "cancel", None).await;
+    assert_eq!((status, &cancelled["Status"]), (StatusCode::OK, &json!("Canceled")));
+    assert_eq!(sandbox.by_id(&ours["Id"]).await.1["Status"], "Canceled");
+    let (status, again) = sandbox.staff(&ours["Id"], "cancel", Some(json!({"Reason": "duplicate"}))).await;
+    assert_eq!((status, &again["Status"], &again["CancellationReason"]), (StatusCode::OK, &json!("Canceled"), &Value::Null), "already cancelled: unchanged");
+    let (status, refused) = sandbox.staff(&ours["Id"], "reschedule", Some(json!({"UtcDateTime": MAY_12_15H}))).await;
+    assert_eq!(status, StatusCode::CONFLICT, "a cancelled appointment is not moved: {refused}");
+    assert!(refused["error"].as_str().unwrap().contains("Canceled"));
+
+    let staff_one = sandbox.staff_book(json!({"PractitionerId": ANA, "UtcDateTime": MAY_12_15H})).await;
+    let (status, reason) = sandbox.staff(&staff_one["Id"], "cancel", Some(json!({"Reason": "called in sick"}))).await;
+    assert_eq!((status, &reason["CancellationReason"]), (StatusCode::OK, &json!("called in sick")));
+
+    let unknown = json!("0123456789abcdef01234567");
+    assert_eq!(sandbox.staff(&unknown, "cancel", None).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(sandbox.staff(&unknown, "reschedule", Some(json!({"UtcDateTime": MAY_12_15H}))).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(sandbox.staff(&staff_one["Id"], "reschedule", Some(json!({}))).await.0, StatusCode::BAD_REQUEST);
+    assert_eq!(sandbox.stats().await, json!({"calls": 4, "rateLimited": 0}), "the client, the create, two reads: staff actions are not API calls");
+}
+
+#[tokio::test]
+async fn staff_actions_post_intakeq_s_webhook_before_they_answer() {
+    let sandbox = Sandbox::start(100).await;
+    let receiver = Receiver::start().await;
+    assert_eq!(sandbox.webhooks_to(json!({"url": receiver.url})).await, StatusCode::NO_CONTENT);
+
+    let booked = sandbox.staff_book(json!({"PractitionerId": ANA, "UtcDateTime": MAY_12_15H})).await;
+    let received = receiver.received();
+    assert_eq!(received.len(), 1, "delivered before the control call answered: {received:?}");
+    assert_eq!(received[0], json!({"EventType": "AppointmentCreated", "ActionPerformedByClient": false, "Appointment": booked}));
+
+    let (_, moved) = sandbox.staff(&booked["Id"], "reschedule", Some(json!({"UtcDateTime": MAY_12_15H + HOUR_MS}))).await;
+    assert_eq!(receiver.received()[1], json!({"EventType": "AppointmentRescheduled", "ActionPerformedByClient": false, "Appointment": moved}));
+    assert_eq!(receiver.received()[1]["Appointment"]["StartDate"], MAY_12_15H + HOUR_MS);
+    sandbox.staff(&booked["Id"], "reschedule", Some(json!({"UtcDateTime": MAY_12_15H + HOUR_MS}))).await;
+    assert_eq!(receiver.received().len(), 2, "the same start is no change, and sends nothing");
+    let (_, cancelled) = sandbox.staff(&booked["Id"], "cancel", None).await;
+    assert_eq!(receiver.received()[2], json!({"EventType": "AppointmentCanceled", "ActionPerformedByClient": false, "Appointment": cancelled}));
+    sandbox.staff(&booked["Id"], "cancel", None).await;
+    assert_eq!(receiver.received().len(), 3, "cancelling a cancelled one sends nothing");
+
+    let deliveries = sandbox.deliveries().await;
+    assert_eq!(fates(&deliveries), [
+        fate("AppointmentCreated", "delivered", json!(200)),
+        fate("AppointmentRescheduled", "delivered", json!(200)),
+        fate("AppointmentCanceled", "delivered", json!(200)),
+    ]);
+    assert!(deliveries.iter().all(|d| d["appointment_id"] == booked["Id"] && d["at"].is_i64() && d["error"].is_null()), "{deliveries:?}");
+    assert_eq!(sandbox.state().await["webhooks"]["url"], json!(receiver.url));
+
+    // A staff action on an appointment made through the API is sent too.
+    let client = sandbox.new_client("hooked@example.com").await;
+    assert_eq!(sandbox.webhooks_to(json!({"url": receiver.url, "apiChanges": false})).await, StatusCode::NO_CONTENT);
+    let ours = sandbox.appointment_at(&client, MAY_12_15H).await;
+    let (_, moved) = sandbox.staff(&ours["Id"], "reschedule", Some(json!({"UtcDateTime": MAY_12_15H - HOUR_MS}))).await;
+    assert_eq!(events(&receiver.received()[3..]), [event("AppointmentRescheduled", &ours)], "the API's create was not sent, the staff's move was");
+    assert_eq!(receiver.received()[3]["Appointment"], moved);
+}
+
+#[tokio::test]
+async fn api_changes_are_sent_in_the_background_after_the_call_unless_turned_off() {
+    let sandbox = Sandbox::start(100).await;
+    let receiver = Receiver::start().await;
+    assert_eq!(sandbox.webhooks_to(json!({"url": receiver.url})).await, StatusCode::NO_CONTENT, "apiChanges defaults to true");
+    let client = sandbox.new_client("background@example.com").await;
+
+    // The receiver keeps the post waiting: the API call answers all the same.
+    receiver.open.send_replace(false);
+    let created = tokio::time::timeout(Duration::from_secs(5), sandbox.appointment_at(&client, MAY_12_15H)).await.expect("not held up by the webhook");
+    assert!(receiver.received().is_empty());
+    assert_eq!(fates(&sandbox.deliveries().await), [fate("AppointmentCreated", "pending", Value::Null)], "decided at once, posted in the background");
+    receiver.open.send_replace(true);
+    let received = receiver.wait_for(1).await;
+    assert_eq!(received[0], json!({"EventType": "AppointmentCreated", "ActionPerformedByClient": false, "Appointment": created}));
+
+    let (_, moved) = sandbox.put(json!({"Id": created["Id"], "UtcDateTime": MAY_12_15H + HOUR_MS})).await;
+    sandbox.put(json!({"Id": created["Id"], "Notes": "no event for notes"})).await;
+    let (_, cancelled) = status_and_json(sandbox.post("/appointments/cancellation", json!({"AppointmentId": created["Id"], "Reason": "x"})).await).await;
+    sandbox.post("/appointments/cancellation", json!({"AppointmentId": created["Id"], "Reason": "x"})).await;
+    let received = receiver.wait_for(3).await;
+    assert_eq!(events(&received), [event("AppointmentCreated", &created), event("AppointmentRescheduled", &created), event("AppointmentCanceled", &created)]);
+    assert_eq!((&received[1]["Appointment"]["StartDate"], &received[1]["Appointment"]["Status"]), (&moved["StartDate"], &json!("Confirmed")));
+    assert_eq!(received[2]["Appointment"]["Status"], cancelled["Status"]);
+
+    // apiChanges false: API changes send nothing (decided at the call: nothing is logged), staff ones still go out.
+    assert_eq!(sandbox.webhooks_to(json!({"url": receiver.url, "apiChanges": false})).await, StatusCode::NO_CONTENT);
+    let quiet = sandbox.appointment_at(&client, MAY_12_15H + 2 * HOUR_MS).await;
+    sandbox.put(json!({"Id": quiet["Id"], "UtcDateTime": MAY_12_15H + 3 * HOUR_MS})).await;
+    assert_eq!(sandbox.deliveries().await.len(), 3);
+    sandbox.staff(&quiet["Id"], "cancel", None).await;
+    assert_eq!(events(&receiver.received()[3..]), [event("AppointmentCanceled", &quiet)], "deliveries go in order: nothing API-made came before");
+
+    // No URL: nothing at all.
+    assert_eq!(sandbox.webhooks_to(json!({"url": null})).await, StatusCode::NO_CONTENT);
+    sandbox.staff_book(json!({"PractitionerId": ANA, "UtcDateTime": MAY_12_15H})).await;
+    assert_eq!((receiver.received().len(), sandbox.deliveries().await.len()), (4, 4));
+}
+
+#[tokio::test]
+async fn a_receiver_that_fails_or_cannot_be_reached_is_logged_and_not_retried() {
+    let sandbox = Sandbox::start(100).await;
+    let receiver = Receiver::start().await;
+    sandbox.webhooks_to(json!({"url": receiver.url})).await;
+    receiver.answer(500);
+    let booked = sandbox.staff_book(json!({"PractitionerId": ANA, "UtcDateTime": MAY_12_15H})).await;
+    receiver.answer(200);
+    sandbox.staff(&booked["Id"], "cancel", None).await;
+    assert_eq!(events(&receiver.received()), [event("AppointmentCreated", &booked), event("AppointmentCanceled", &booked)], "the failed one was not posted again");
+
+    let gone = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let unreachable = format!("http://{}/hooks/secret-path", gone.local_addr().unwrap());
+    drop(gone);
+    sandbox.webhooks_to(json!({"url": unreachable})).await;
+    let (status, _) = sandbox.staff(&booked["Id"], "reschedule", Some(json!({"UtcDateTime": MAY_12_15H}))).await;
+    assert_eq!(status, StatusCode::CONFLICT, "a cancelled one cannot move");
+    let other = sandbox.staff_book(json!({"PractitionerId": ANA, "UtcDateTime": MAY_12_15H})).await;
+    assert_eq!(other["Status"], "Confirmed", "the staff action succeeds whatever the receiver does");
+
+    let deliveries = sandbox.deliveries().await;
+    assert_eq!(fates(&deliveries), [
+        fate("AppointmentCreated", "delivered", json!(500)),
+        fate("AppointmentCanceled", "delivered", json!(200)),
+        fate("AppointmentCreated", "delivered", Value::Null),
+    ]);
+    let error = deliveries[2]["error"].as_str().expect("why it got no answer");
+    assert!(error.starts_with("could not connect"), "{error}");
+    assert!(!error.contains("secret-path"), "the URL (and its secret) is not logged: {error}");
+}
+
+#[tokio::test]
+async fn deliveries_can_be_lost_repeated_or_held_and_released_out_of_order() {
+    let sandbox = Sandbox::start(100).await;
+    let receiver = Receiver::start().await;
+    sandbox.webhooks_to(json!({"url": receiver.url})).await;
+
+    sandbox.webhook_fault(json!({"lose": 1})).await;
+    let booked = sandbox.staff_book(json!({"PractitionerId": ANA, "UtcDateTime": MAY_12_15H})).await;
+    assert!(receiver.received().is_empty(), "lost");
+
+    sandbox.webhook_fault(json!({"repeat": 1})).await;
+    sandbox.staff(&booked["Id"], "reschedule", Some(json!({"UtcDateTime": MAY_12_15H + HOUR_MS}))).await;
+    let received = receiver.received();
+    assert_eq!(received.len(), 2, "repeated: delivered twice before the answer");
+    assert_eq!(received[0], received[1]);
+
+    sandbox.webhook_fault(json!({"hold": 2})).await;
+    let (_, moved) = sandbox.staff(&booked["Id"], "reschedule", Some(json!({"UtcDateTime": MAY_12_15H + 2 * HOUR_MS}))).await;
+    sandbox.staff(&booked["Id"], "cancel", None).await;
+    assert_eq!(receiver.received().len(), 2, "held back");
+    assert_eq!(sandbox.state().await["webhooks"]["held"], 2);
+
+    let (status, released) = sandbox.control(reqwest::Method::POST, "/webhooks/release", Some(json!({"order": "reverse"}))).await;
+    assert_eq!(status, StatusCode::OK, "{released}");
+    let released: Vec<Value> = released.as_array().unwrap().clone();
+    assert_eq!(fates(&released), [fate("AppointmentCanceled", "released", json!(200)), fate("AppointmentRescheduled", "released", json!(200))]);
+    let received = receiver.received();
+    assert_eq!(events(&received[2..]), [event("AppointmentCanceled", &booked), event("AppointmentRescheduled", &booked)], "delivered before the release answered, out of order");
+    assert_eq!(received[3]["Appointment"], moved, "the late one carries the appointment as it was then");
+    assert_eq!(received[3]["Appointment"]["Status"], "Confirmed");
+
+    assert_eq!(fates(&sandbox.deliveries().await), [
+        fate("AppointmentCreated", "lost", Value::Null),
+        fate("AppointmentRescheduled", "delivered", json!(200)),
+        fate("AppointmentRescheduled", "delivered", json!(200)),
+        fate("AppointmentRescheduled", "released", json!(200)),
+        fate("AppointmentCanceled", "released", json!(200)),
+    ]);
+
+    // Held ones released in the order sent (the default), and a release with nothing held.
+    sandbox.webhook_fault(json!({"hold": 2})).await;
+    let first = sandbox.staff_book(json!({"PractitionerId": ANA, "UtcDateTime": MAY_12_15H})).await;
+    let second = sandbox.staff_book(json!({"PractitionerId": ANA, "UtcDateTime": MAY_12_15H + HOUR_MS})).await;
+    let (status, released) = sandbox.control(reqwest::Method::POST, "/webhooks/release", None).await;
+    assert_eq!((status, released.as_array().unwrap().len()), (StatusCode::OK, 2));
+    assert_eq!(events(&receiver.received()[4..]), [event("AppointmentCreated", &first), event("AppointmentCreated", &second)]);
+    assert_eq!(sandbox.control(reqwest::Method::POST, "/webhooks/release", Some(json!({"order": "sent"}))).await, (StatusCode::OK, json!([])));
+
+    // Faults apply to API changes too, and can be cleared.
+    sandbox.webhook_fault(json!({"lose": 5})).await;
+    let (status, _) = sandbox.control(reqwest::Method::DELETE, "/webhooks/faults", None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    sandbox.webhook_fault(json!({"hold": 1})).await;
+    let client = sandbox.new_client("held.api@example.com").await;
+    let ours = sandbox.appointment_at(&client, MAY_12_15H).await;
+    assert_eq!(fates(&sandbox.deliveries().await).last().unwrap(), &fate("AppointmentCreated", "held", Value::Null));
+    sandbox.control(reqwest::Method::POST, "/webhooks/release", None).await;
+    assert_eq!(events(&receiver.received()[6..]), [event("AppointmentCreated", &ours)]);
+
+    for (path, body) in [
+        ("/webhooks/faults", json!({"lose": 1, "hold": 1})),
+        ("/webhooks/faults", json!({"drop": 1})),
+        ("/webhooks/faults", json!({})),
+        ("/webhooks/release", json!({"order": "random"})),
+    ] {
+        let (status, answer) = sandbox.control(reqwest::Method::POST, path, Some(body.clone())).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{path} {body}");
+        assert!(answer["error"].is_string(), "{answer}");
+    }
+}
+
+#[tokio::test]
+async fn the_webhook_target_is_checked_and_a_reset_forgets_it_with_its_faults_and_log() {
+    let sandbox = Sandbox::start(100).await;
+    let receiver = Receiver::start().await;
+    for body in [json!({"url": "https://example.com/hook"}), json!({"url": "not a url"}), json!({"url": receiver.url, "secret": "x"}), json!({"url": 5})] {
+        let (status, answer) = sandbox.control(reqwest::Method::PUT, "/webhooks", Some(body.clone())).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        assert!(answer["error"].is_string(), "{answer}");
+    }
+    assert_eq!(sandbox.state().await["webhooks"], json!({"url": null, "apiChanges": true, "faults": [], "held": 0}));
+
+    sandbox.webhooks_to(json!({"url": receiver.url, "apiChanges": false})).await;
+    sandbox.webhook_fault(json!({"hold": 1})).await;
+    sandbox.staff_book(json!({"PractitionerId": ANA, "UtcDateTime": MAY_12_15H})).await;
+    sandbox.webhook_fault(json!({"lose": 3})).await;
+    let state = sandbox.state().await;
+    assert_eq!(state["webhooks"], json!({"url": receiver.url, "apiChanges": false, "faults": [{"fault": "lose", "count": 3}], "held": 1}));
+    assert_eq!(state["staffAppointments"].as_array().unwrap().len(), 1);
+
+    let (status, _) = sandbox.control(reqwest::Method::POST, "/reset", None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert!(sandbox.deliveries().await.is_empty(), "the log is gone");
+    let state = sandbox.state().await;
+    assert_eq!(state["webhooks"], json!({"url": null, "apiChanges": true, "faults": [], "held": 0}));
+    assert_eq!(state["staffAppointments"], json!([]));
+    assert_eq!(sandbox.control(reqwest::Method::POST, "/webhooks/release", None).await, (StatusCode::OK, json!([])), "the held one is gone");
+
+    sandbox.staff_book(json!({"PractitionerId": ANA, "UtcDateTime": MAY_12_15H})).await;
+    assert!(sandbox.deliveries().await.is_empty(), "no URL after a reset");
+    sandbox.webhooks_to(json!({"url": receiver.url})).await;
+    let booked = sandbox.staff_book(json!({"PractitionerId": ANA, "UtcDateTime": MAY_12_15H})).await;
+    assert_eq!(events(&receiver.received()), [event("AppointmentCreated", &booked)], "no fault left: delivered");
+}

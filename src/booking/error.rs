@@ -43,10 +43,17 @@ pub enum ErrorCode {
     RateLimited,
     /// Turnstile did not vouch for the request.
     BotCheckFailed,
+    /// A cancel or reschedule without a token that may change this appointment.
+    ChangeNotAllowed,
+    AppointmentNotFound,
+    /// A reschedule of a cancelled appointment.
+    AppointmentCancelled,
+    /// A cancel or reschedule of an appointment that has started.
+    AppointmentStarted,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 26] = [
+    pub const ALL: [ErrorCode; 30] = [
         ErrorCode::InvalidRequest,
         ErrorCode::UnsupportedMediaType,
         ErrorCode::PayloadTooLarge,
@@ -73,6 +80,10 @@ impl ErrorCode {
         ErrorCode::PatientIdNotAllowed,
         ErrorCode::RateLimited,
         ErrorCode::BotCheckFailed,
+        ErrorCode::ChangeNotAllowed,
+        ErrorCode::AppointmentNotFound,
+        ErrorCode::AppointmentCancelled,
+        ErrorCode::AppointmentStarted,
     ];
 
     pub fn status(self) -> u16 {
@@ -82,12 +93,12 @@ impl ErrorCode {
             UnsupportedMediaType => 415,
             PayloadTooLarge => 413,
             MethodNotAllowed => 405,
-            NotFound | PatientNotFound | ProviderNotFound | InvalidPayer | SyncJobNotFound => 404,
+            NotFound | PatientNotFound | ProviderNotFound | InvalidPayer | SyncJobNotFound | AppointmentNotFound => 404,
             IdempotencyKeyReused | ProviderNotBookable | ServiceInstanceNotFound | SlotInPast | PatientMismatch
-            | SlotNotOffered => 422,
-            SlotTaken | SyncJobNotDead | PatientSlotTaken => 409,
+            | SlotNotOffered | AppointmentStarted => 422,
+            SlotTaken | SyncJobNotDead | PatientSlotTaken | AppointmentCancelled => 409,
             Unauthorized => 401,
-            PatientIdNotAllowed | BotCheckFailed => 403,
+            PatientIdNotAllowed | BotCheckFailed | ChangeNotAllowed => 403,
             RateLimited => 429,
             PatientCreationFailed | AppointmentInsertFailed | InternalError => 500,
             DatabaseUnavailable => 503,
@@ -124,6 +135,10 @@ impl ErrorCode {
             PatientIdNotAllowed => "Booking for an existing patient record is only open to the practice's own tools.",
             RateLimited => "Too many booking attempts. Please wait a little and try again, or call the practice.",
             BotCheckFailed => "We could not confirm that a person sent this booking. Please reload the page and try again.",
+            ChangeNotAllowed => "This link cannot change that appointment. Please use the link from your booking, or call the practice.",
+            AppointmentNotFound => "We could not find that appointment.",
+            AppointmentCancelled => "That appointment was cancelled. Please book a new one.",
+            AppointmentStarted => "That appointment has already started and can no longer be changed online. Please call the practice.",
         }
     }
 
@@ -162,10 +177,14 @@ pub enum Step {
     RateLimit,
     /// Turnstile's verdict on the request.
     BotCheck,
+    /// Finding the appointment a cancel or reschedule names.
+    AppointmentLookup,
+    /// Cancelling or moving it.
+    AppointmentChange,
 }
 
 impl Step {
-    pub const ALL: [Step; 19] = [
+    pub const ALL: [Step; 21] = [
         Step::RequestValidation,
         Step::Idempotency,
         Step::PatientResolution,
@@ -185,6 +204,8 @@ impl Step {
         Step::SyncHealth,
         Step::RateLimit,
         Step::BotCheck,
+        Step::AppointmentLookup,
+        Step::AppointmentChange,
     ];
 
     pub fn parse(step: &str) -> Option<Self> {
@@ -253,7 +274,8 @@ mod tests {
             ("DATABASE_UNAVAILABLE", 503), ("INTERNAL_ERROR", 500), ("UNAUTHORIZED", 401),
             ("SYNC_JOB_NOT_FOUND", 404), ("SYNC_JOB_NOT_DEAD", 409), ("PATIENT_MISMATCH", 422),
             ("PATIENT_SLOT_TAKEN", 409), ("SLOT_NOT_OFFERED", 422), ("PATIENT_ID_NOT_ALLOWED", 403),
-            ("RATE_LIMITED", 429), ("BOT_CHECK_FAILED", 403),
+            ("RATE_LIMITED", 429), ("BOT_CHECK_FAILED", 403), ("CHANGE_NOT_ALLOWED", 403),
+            ("APPOINTMENT_NOT_FOUND", 404), ("APPOINTMENT_CANCELLED", 409), ("APPOINTMENT_STARTED", 422),
         ];
         assert_eq!(contract.len(), ErrorCode::ALL.len());
         for (name, status) in contract {

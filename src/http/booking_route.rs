@@ -22,8 +22,10 @@ use crate::booking::request::{BookingRequest, Patient};
 use crate::booking::store::{BookingStore, FailureRecord, StoreError};
 use crate::intakeq::Intakeq;
 use crate::support::clock::Clock;
+use crate::support::manage_token;
 use crate::support::request_id::RequestId;
-use crate::sync::job::{RecordedJob, SyncJob};
+use crate::support::secret::Secret;
+use crate::sync::job::{RecordedJob, SyncJob, Operation};
 use crate::sync::record::{attempt_and_record, AttemptSettings};
 use crate::sync::store::SyncStore;
 
@@ -44,6 +46,8 @@ pub struct FlowSettings {
     pub client_address: Option<String>,
     /// A Turnstile token sent as the `CF-Turnstile-Response` header (the body's `turnstileToken` wins).
     pub turnstile_header: Option<String>,
+    /// MANAGE_TOKEN_SECRET: a new booking's answer carries its manage token.
+    pub manage_token_secret: Option<Secret>,
 }
 
 /// `intakeq` is `None` when the worker has no IntakeQ key: the booking then waits in the outbox.
@@ -111,7 +115,7 @@ pub async fn book<'a>(
             let Some(attempt) = intakeq.filter(|_| !booked.is_duplicate && !booked.replayed)
                 .and_then(|intakeq| first_attempt(store, intakeq, clock, request_id, &booked, settings.sync_attempt))
             else {
-                return answered(success(&booked, request_id));
+                return answered(success(&booked, request_id, settings.manage_token_secret.as_ref()));
             };
             // The budget runs from the request's arrival: the answer comes within it (and the rest of the way).
             let spent = (clock.now() - received).to_std().unwrap_or_default();
@@ -124,11 +128,11 @@ pub async fn book<'a>(
                         booked.booking.pq_appointment_id = now.pq_appointment_id.clone();
                         booked.booking.intake_forms = now.intake_forms.clone();
                     }
-                    answered(success(&booked, request_id))
+                    answered(success(&booked, request_id, settings.manage_token_secret.as_ref()))
                 }
                 Either::Right(((), still_running)) => {
                     info!(step = "sync_attempt", outcome = "continues_after_answer", budget_ms = settings.inline_sync_budget.as_millis() as u64);
-                    Answered { answer: success(&booked, request_id), after_answer: Some(still_running.map(drop).boxed_local()) }
+                    Answered { answer: success(&booked, request_id, settings.manage_token_secret.as_ref()), after_answer: Some(still_running.map(drop).boxed_local()) }
                 }
             }
         }
@@ -171,6 +175,9 @@ fn first_attempt<'a>(
         lease_token: lease.lease_token,
         lease_seconds_left: lease.lease_seconds_left,
         intakeq_calls_reserved: None,
+        operation: Some(Operation::Create),
+        posted_starts: Vec::new(),
+        cancellation_reason: None,
         booking: booking.clone(),
     };
     Some(async move { attempt_and_record(store, intakeq, clock, &job, request_id.as_str(), &settings).await.recorded.ok() }.boxed_local())
@@ -303,7 +310,9 @@ async fn record_failure(store: &impl BookingStore, request_id: &RequestId, error
     }
 }
 
-fn success(booked: &BookingOutcome, request_id: &RequestId) -> Answer {
+/// The booking's answer. Its manage token goes to the request that made the booking (and its replays), never with
+/// a duplicate's answer: knowing a patient's details is not a key to their appointment.
+fn success(booked: &BookingOutcome, request_id: &RequestId, manage_token_secret: Option<&Secret>) -> Answer {
     let booking = &booked.booking;
     let mut warnings = Vec::new();
     if booked.is_duplicate {
@@ -341,6 +350,8 @@ fn success(booked: &BookingOutcome, request_id: &RequestId) -> Answer {
                 "provider": { "id": booking.provider.id, "name": booking.provider.name },
                 "isDuplicate": booked.is_duplicate,
                 "intakeFormsStatus": booking.intake_forms.status,
+                "manageToken": manage_token_secret.filter(|_| !booked.is_duplicate)
+                    .map(|secret| manage_token::issue(secret, booking.appointment_id)),
             },
             "warnings": warnings,
         }),

@@ -6,6 +6,8 @@
 //!   GET  /api/patient-booking/sync-health          staff: the IntakeQ sync's state (bearer ADMIN_TOKEN; staff)
 //!   POST /api/patient-booking/sync-jobs/requeue    staff: {"appointmentId"} puts a dead sync job back (staff)
 //!   GET  /openapi.json                             the OpenAPI document (openapi.json in the repository)
+//!   POST /api/patient-booking/appointments/<id>/cancel       a booking cancelled (manage_route; bearer: the
+//!   POST /api/patient-booking/appointments/<id>/reschedule   booking's manage token, the partner or staff token)
 //!   POST /api/intakeq/webhooks/<secret>            IntakeQ's appointment webhooks (webhook_route); a wrong
 //!                                                  secret is 404, and the path is never logged
 //!   OPTIONS on any route                           CORS preflight, for origins in ALLOWED_ORIGINS only
@@ -13,6 +15,7 @@
 
 mod answer;
 pub mod booking_route;
+mod manage_route;
 mod staff;
 mod webhook_route;
 
@@ -26,6 +29,7 @@ use answer::{Answer, Answered};
 use booking_route::FlowSettings;
 use crate::abuse::{AttemptStore, Gatekeeper};
 use crate::inbound::InboundStore;
+use crate::booking::change::ChangeStore;
 use crate::booking::error::{BookingError, ErrorCode, Step};
 use crate::booking::store::BookingStore;
 use crate::config::Config;
@@ -51,6 +55,7 @@ fn allowed_methods(path: &str) -> Option<&'static str> {
     match path {
         BOOKING_PATH | REQUEUE_PATH => Some("POST, OPTIONS"),
         HEALTH_PATH | OPENAPI_PATH | SYNC_HEALTH_PATH => Some("GET, OPTIONS"),
+        _ if manage_route::parse_path(path).is_some() => Some("POST, OPTIONS"),
         _ => None,
     }
 }
@@ -99,7 +104,7 @@ pub struct Handled<'a> {
 
 /// Handles one request under `request_id` (see `RequestId::from_header`). `store` is `None` when the
 /// configuration is unusable (`config` then says why); `intakeq` when IntakeQ is not configured.
-pub async fn handle<'a, S: BookingStore + SyncStore + AttemptStore + InboundStore, Q: Intakeq>(
+pub async fn handle<'a, S: BookingStore + SyncStore + AttemptStore + InboundStore + ChangeStore, Q: Intakeq>(
     request: &'a HttpRequest,
     request_id: &'a RequestId,
     config: &'a Result<Config, Vec<&'static str>>,
@@ -122,7 +127,7 @@ pub async fn handle<'a, S: BookingStore + SyncStore + AttemptStore + InboundStor
     .await
 }
 
-async fn route<'a, S: BookingStore + SyncStore + AttemptStore + InboundStore, Q: Intakeq>(
+async fn route<'a, S: BookingStore + SyncStore + AttemptStore + InboundStore + ChangeStore, Q: Intakeq>(
     request: &'a HttpRequest,
     config: &'a Result<Config, Vec<&'static str>>,
     store: Option<&'a S>,
@@ -192,6 +197,7 @@ async fn route<'a, S: BookingStore + SyncStore + AttemptStore + InboundStore, Q:
                 abuse: config.abuse,
                 client_address: request.header("cf-connecting-ip").map(|a| a.trim().to_owned()),
                 turnstile_header: request.header("cf-turnstile-response").map(str::to_owned),
+                manage_token_secret: config.manage_token_secret.clone(),
             };
             let idempotency_key = request.header("idempotency-key");
             booking_route::book(store, intakeq, gate, clock, request_id, &request.body, idempotency_key, &settings).await
@@ -204,6 +210,10 @@ async fn route<'a, S: BookingStore + SyncStore + AttemptStore + InboundStore, Q:
             }
         },
         ("GET", SYNC_HEALTH_PATH) | ("POST", REQUEUE_PATH) => staff::route(request, config, store, clock, request_id).await.into(),
+        ("POST", path) => match manage_route::parse_path(path) {
+            Some(target) => manage_route::change(store, request, config, clock, request_id, target).await.into(),
+            None => fail(ErrorCode::NotFound, Step::Routing),
+        },
         _ => fail(ErrorCode::NotFound, Step::Routing),
     }
 }
@@ -230,7 +240,7 @@ fn respond(answer: Answer, request_id: &RequestId, allowed_origin: Option<&str>,
         headers.push(("Vary".into(), "Origin".into()));
         if preflight {
             headers.push(("Access-Control-Allow-Methods".into(), "POST, GET, OPTIONS".into()));
-            headers.push(("Access-Control-Allow-Headers".into(), "Content-Type, X-Request-Id, Idempotency-Key, CF-Turnstile-Response".into()));
+            headers.push(("Access-Control-Allow-Headers".into(), "Content-Type, X-Request-Id, Idempotency-Key, CF-Turnstile-Response, Authorization".into()));
             headers.push(("Access-Control-Max-Age".into(), "600".into()));
         } else {
             headers.push(("Access-Control-Expose-Headers".into(), "X-Request-Id, Idempotent-Replayed, Retry-After".into()));

@@ -3,6 +3,7 @@ use serde_json::json;
 
 use super::*;
 use crate::abuse::Open;
+use crate::booking::store::StoreError;
 use crate::testing::{booked, form, FakeIntakeq, FakeStore, FixedClock};
 
 fn config() -> Result<Config, Vec<&'static str>> {
@@ -12,6 +13,8 @@ fn config() -> Result<Config, Vec<&'static str>> {
         "ALLOWED_ORIGINS" => Some("https://book.example.com".into()),
         "ADMIN_TOKEN" => Some("staff-secret".into()),
         "INTAKEQ_WEBHOOK_SECRET" => Some("hook-secret-1".into()),
+        "PARTNER_API_TOKEN" => Some("partner-secret".into()),
+        "MANAGE_TOKEN_SECRET" => Some("manage-secret".into()),
         _ => None,
     })
 }
@@ -199,4 +202,60 @@ fn an_intakeq_webhook_to_the_secret_path_is_kept_and_any_other_secret_is_an_unkn
 fn the_webhook_secret_never_reaches_a_log_line() {
     assert_eq!(loggable_path("/api/intakeq/webhooks/hook-secret-1"), "/api/intakeq/webhooks/[redacted]");
     assert_eq!(loggable_path("/api/patient-booking/book-v2"), "/api/patient-booking/book-v2");
+}
+
+const APPOINTMENT: &str = "3ca6a61f-dbfb-4c18-9db1-3e0589df99e3";
+const OTHER_APPOINTMENT: &str = "3ca6a61f-dbfb-4c18-9db1-3e0589df99e4";
+
+fn manage_token(appointment: &str) -> String {
+    crate::support::manage_token::issue(&crate::support::secret::Secret::new("manage-secret"), appointment.parse().unwrap())
+}
+
+fn change(store: &FakeStore, action: &str, bearer: Option<&str>, body: &[u8]) -> HttpResponse {
+    let authorization = bearer.map(|token| format!("Bearer {token}"));
+    let mut headers = vec![("Content-Type", "application/json")];
+    headers.extend(authorization.as_deref().map(|a| ("Authorization", a)));
+    send(store, &request("POST", &format!("/api/patient-booking/appointments/{APPOINTMENT}/{action}"), &headers, body))
+}
+
+#[test]
+fn a_booking_s_manage_token_the_partner_token_or_the_staff_token_may_change_it_and_nothing_else() {
+    let store = FakeStore::default();
+    let own = manage_token(APPOINTMENT);
+    for (bearer, by) in [(own.as_str(), "patient"), ("partner-secret", "partner"), ("staff-secret", "staff")] {
+        let response = change(&store, "cancel", Some(bearer), br#"{"reason": "Feeling better"}"#);
+        assert_eq!(response.status, 200, "{}", response.body);
+        assert_eq!(json_body(&response)["data"], json!({"appointmentId": APPOINTMENT, "status": "cancelled", "changed": true, "intakeq": "cancellation_queued"}));
+        assert_eq!(store.changes.borrow().last().unwrap().2, by);
+    }
+    let others = manage_token(OTHER_APPOINTMENT);
+    for bearer in [None, Some(others.as_str()), Some("m1.forged"), Some("hook-secret-1")] {
+        let response = change(&store, "reschedule", bearer, br#"{"start": "2026-12-02T09:00:00-07:00"}"#);
+        assert_eq!((response.status, json_body(&response)["code"].clone()), (403, json!("CHANGE_NOT_ALLOWED")), "{bearer:?}");
+    }
+    assert_eq!(store.changes.borrow().len(), 3, "nothing reached the database for a refused token");
+}
+
+#[test]
+fn a_reschedule_answers_the_new_times_and_the_database_s_refusals_in_the_contract_s_shape() {
+    let store = FakeStore::default();
+    let own = manage_token(APPOINTMENT);
+    let response = change(&store, "reschedule", Some(&own), br#"{"start": "2026-12-02T09:00:00-07:00"}"#);
+    assert_eq!(response.status, 200);
+    assert_eq!(json_body(&response)["data"]["start"], "2026-12-02T16:00:00Z");
+    assert_eq!(store.changes.borrow()[0].1, "reschedule 2026-12-02T16:00:00Z");
+
+    *store.change_refusal.borrow_mut() = Some(StoreError::Refused { code: ErrorCode::SlotTaken, step: Step::ConflictCheck, detail: None });
+    let response = change(&store, "reschedule", Some(&own), br#"{"start": "2026-12-02T10:00:00-07:00"}"#);
+    assert_eq!((response.status, json_body(&response)["code"].clone()), (409, json!("SLOT_TAKEN")));
+
+    let response = change(&store, "reschedule", Some(&own), br#"{"start": "tomorrow"}"#);
+    assert_eq!((response.status, json_body(&response)["fieldErrors"][0]["field"].clone()), (400, json!("start")));
+    let response = send(&store, &request("POST", &format!("/api/patient-booking/appointments/{APPOINTMENT}/reschedule"),
+                                         &[("Authorization", &format!("Bearer {own}"))], br#"{"start": "2026-12-02T10:00:00Z"}"#));
+    assert_eq!(response.status, 415, "a reschedule is JSON");
+    let response = send(&store, &request("GET", &format!("/api/patient-booking/appointments/{APPOINTMENT}/cancel"), &[], b""));
+    assert_eq!(response.status, 405);
+    let response = send(&store, &request("POST", "/api/patient-booking/appointments/not-an-id/cancel", &[], b""));
+    assert_eq!(response.status, 404);
 }

@@ -12,16 +12,31 @@ pub fn read<T: DeserializeOwned>(status: u16, retry_after: Option<&str>, body: &
         200..=299 => json
             .and_then(|value| serde_json::from_value(value).ok())
             .ok_or(IntakeqError::NotJson { status }),
-        429 => Err(IntakeqError::RateLimited { retry_after_seconds: retry_after.and_then(|v| v.trim().parse().ok()) }),
+        _ => Err(refusal(status, retry_after, json)),
+    }
+}
+
+/// An answer whose body does not matter when it is a 2xx (IntakeQ documents none for a cancellation).
+pub fn read_done(status: u16, retry_after: Option<&str>, body: &str) -> Result<(), IntakeqError> {
+    match status {
+        200..=299 => Ok(()),
+        _ => Err(refusal(status, retry_after, serde_json::from_str(body).ok())),
+    }
+}
+
+/// What an answer other than a 2xx means.
+fn refusal(status: u16, retry_after: Option<&str>, json: Option<Value>) -> IntakeqError {
+    match status {
+        429 => IntakeqError::RateLimited { retry_after_seconds: retry_after.and_then(|v| v.trim().parse().ok()) },
         400..=499 => {
             let message = json
                 .as_ref()
                 .and_then(|v| v.get("Message").and_then(Value::as_str).map(str::to_owned))
                 .unwrap_or_else(|| format!("HTTP {status}"));
-            Err(IntakeqError::Rejected { status, message: message.chars().take(200).collect() })
+            IntakeqError::Rejected { status, message: message.chars().take(200).collect() }
         }
-        _ if json.is_none() => Err(IntakeqError::NotJson { status }),
-        _ => Err(IntakeqError::ServerError { status }),
+        _ if json.is_none() => IntakeqError::NotJson { status },
+        _ => IntakeqError::ServerError { status },
     }
 }
 
@@ -43,5 +58,7 @@ mod tests {
         assert!(matches!(read::<Vec<Client>>(401, None, ""), Err(IntakeqError::Rejected { status: 401, .. })));
         assert_eq!(read::<Vec<Client>>(500, None, r#"{"Message": "An error has occurred."}"#), Err(IntakeqError::ServerError { status: 500 }));
         assert_eq!(read::<Vec<Client>>(503, None, "<html>503</html>"), Err(IntakeqError::NotJson { status: 503 }));
+        assert_eq!(read_done(200, None, ""), Ok(()), "a cancellation's body does not matter");
+        assert!(matches!(read_done(400, None, r#"{"Message": "Appointment not found."}"#), Err(IntakeqError::Rejected { status: 400, .. })));
     }
 }

@@ -10,7 +10,7 @@ use serde::de::DeserializeOwned;
 use wasm_bindgen::JsValue;
 use worker::{Fetch, Headers, Method, Request, RequestInit, Url};
 
-use super::wire::{Appointment, Client, Intake, NewAppointment, NewClient, NewIntake};
+use super::wire::{is_appointment_id, Appointment, AppointmentMove, Cancellation, Client, Intake, NewAppointment, NewClient, NewIntake};
 use super::{answer, Intakeq, IntakeqError, IntakeqSettings};
 use crate::support::deadline::within;
 use crate::support::secret::Secret;
@@ -33,6 +33,13 @@ impl IntakeqFetch {
     }
 
     async fn call<T: DeserializeOwned>(&self, method: Method, path: &str, query: &[(&str, &str)], body: Option<String>) -> Result<T, IntakeqError> {
+        let (status, retry_after, text) = self.exchange(method, path, query, body).await?;
+        answer::read(status, retry_after.as_deref(), &text)
+    }
+
+    /// One request and its whole answer (status, `Retry-After`, body), within the timeout.
+    async fn exchange(&self, method: Method, path: &str, query: &[(&str, &str)], body: Option<String>)
+        -> Result<(u16, Option<String>, String), IntakeqError> {
         let url = Url::parse_with_params(&format!("{}{path}", self.base_url), query)
             .map_err(|e| IntakeqError::Unreachable(format!("bad INTAKEQ_BASE_URL: {e}")))?;
         let headers = Headers::new();
@@ -55,8 +62,7 @@ impl IntakeqFetch {
             Ok((response.status_code(), retry_after, text))
         };
         // The whole exchange, the answer's body included, within the timeout: a lease is sized by it.
-        let (status, retry_after, text) = within(self.timeout, exchange).await.ok_or(IntakeqError::TimedOut)??;
-        answer::read(status, retry_after.as_deref(), &text)
+        within(self.timeout, exchange).await.ok_or(IntakeqError::TimedOut)?
     }
 }
 
@@ -80,8 +86,32 @@ impl Intakeq for IntakeqFetch {
         self.call(Method::Get, "/appointments", &query, None).await
     }
 
+    async fn appointments_of_practice(&self, from: NaiveDate, to: NaiveDate, page: u32) -> Result<Vec<Appointment>, IntakeqError> {
+        let (from, to, page) = (from.format("%Y-%m-%d").to_string(), to.format("%Y-%m-%d").to_string(), page.to_string());
+        self.call(Method::Get, "/appointments", &[("startDate", &from), ("endDate", &to), ("page", &page)], None).await
+    }
+
+    async fn appointment(&self, id: &str) -> Result<Option<Appointment>, IntakeqError> {
+        if !is_appointment_id(id) {
+            return Err(IntakeqError::Rejected { status: 400, message: "not an IntakeQ appointment id".into() });
+        }
+        match self.call(Method::Get, &format!("/appointments/{id}"), &[], None).await {
+            Err(IntakeqError::Rejected { status: 404, .. }) => Ok(None),
+            answer => answer.map(Some),
+        }
+    }
+
     async fn create_appointment(&self, appointment: &NewAppointment) -> Result<Appointment, IntakeqError> {
         self.call(Method::Post, "/appointments", &[], json(appointment)).await
+    }
+
+    async fn move_appointment(&self, change: &AppointmentMove) -> Result<Appointment, IntakeqError> {
+        self.call(Method::Put, "/appointments", &[], json(change)).await
+    }
+
+    async fn cancel_appointment(&self, cancellation: &Cancellation) -> Result<(), IntakeqError> {
+        let (status, retry_after, text) = self.exchange(Method::Post, "/appointments/cancellation", &[], json(cancellation)).await?;
+        answer::read_done(status, retry_after.as_deref(), &text)
     }
 
     async fn send_intake(&self, intake: &NewIntake) -> Result<Intake, IntakeqError> {

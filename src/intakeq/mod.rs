@@ -85,8 +85,18 @@ pub trait Intakeq {
     /// time zone IntakeQ does not document, `wire::PAGE_SIZE` a page (the first page is 1).
     async fn appointments_between(&self, client_email: &str, from: NaiveDate, to: NaiveDate, page: u32)
         -> Result<Vec<wire::Appointment>, IntakeqError>;
+    /// `GET /appointments?startDate=<from>&endDate=<to>&page=<page>`: every appointment of the practice in the
+    /// window (the catch-up), whatever its status; dates as for `appointments_between`.
+    async fn appointments_of_practice(&self, from: NaiveDate, to: NaiveDate, page: u32)
+        -> Result<Vec<wire::Appointment>, IntakeqError>;
+    /// `GET /appointments/{id}`: the appointment as IntakeQ has it now; `None` when IntakeQ has none (404).
+    async fn appointment(&self, id: &str) -> Result<Option<wire::Appointment>, IntakeqError>;
     /// `POST /appointments`.
     async fn create_appointment(&self, appointment: &wire::NewAppointment) -> Result<wire::Appointment, IntakeqError>;
+    /// `PUT /appointments`: a new start.
+    async fn move_appointment(&self, change: &wire::AppointmentMove) -> Result<wire::Appointment, IntakeqError>;
+    /// `POST /appointments/cancellation`.
+    async fn cancel_appointment(&self, cancellation: &wire::Cancellation) -> Result<(), IntakeqError>;
     /// `POST /intakes/send`.
     async fn send_intake(&self, intake: &wire::NewIntake) -> Result<wire::Intake, IntakeqError>;
     /// `GET /intakes/summary?clientId=<id>&all=true&page=<page>`: every intake of the client, whatever its status.

@@ -30,21 +30,59 @@ pub struct NewClient {
     pub date_of_birth: Option<i64>,
 }
 
-#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+/// An appointment as IntakeQ answers it, as far as we read it. Serialized (the same names, no patient data) it is
+/// what the database's rules compare against (`apply_intakeq_appointment`).
+#[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct Appointment {
     pub id: String,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_id: Option<u64>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub practitioner_id: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service_id: Option<String>,
     /// Unix milliseconds.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start_date: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_date: Option<i64>,
+    /// Minutes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration: Option<i64>,
     #[serde(default)]
     pub status: Option<String>,
+}
+
+impl Appointment {
+    /// Cancelled in IntakeQ (`Canceled`, with one l, or `Declined`): its time is free there.
+    pub fn is_cancelled(&self) -> bool {
+        matches!(self.status.as_deref(), Some("Canceled" | "Declined"))
+    }
+}
+
+/// `PUT /appointments`: a new start for an appointment (the client and practitioner cannot change). IntakeQ tells
+/// the patient.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct AppointmentMove {
+    pub id: String,
+    /// Unix milliseconds.
+    pub utc_date_time: i64,
+    pub send_client_email_notification: bool,
+}
+
+/// `POST /appointments/cancellation`: IntakeQ cancels the appointment and sends the patient its own notice.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Cancellation {
+    pub appointment_id: String,
+    pub reason: String,
+}
+
+/// IntakeQ's appointment ids are 24 hexadecimal characters; anything of this shape is safe in a URL path.
+pub fn is_appointment_id(id: &str) -> bool {
+    (1..=64).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 /// `POST /intakes/send`: the questionnaire to a client that exists.

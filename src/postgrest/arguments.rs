@@ -4,9 +4,12 @@ use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
+use crate::booking::change::ChangedBy;
+use crate::booking::request::start_time::StartTime;
 use crate::booking::request::{BookingRequest, Email, Patient, Phone, Text};
 use crate::booking::store::FailureRecord;
-use crate::inbound::Nudge;
+use crate::inbound::{ClaimedNudge, Nudge};
+use crate::intakeq::wire::Appointment;
 use crate::support::request_id::RequestId;
 use crate::sync::job::{CallBudget, CallsMade, FailureKind, IntakeOutcome, RetryPolicy, SyncJob, SyncOutcome};
 
@@ -72,6 +75,28 @@ pub fn note_intakeq_webhook(nudge: &Nudge, request_id: &str) -> Value {
            "p_by_client": nudge.by_client, "p_request_id": request_id})
 }
 
+pub fn apply_intakeq_event(nudge: &ClaimedNudge, now: Option<&Appointment>) -> Value {
+    json!({"p_event_id": nudge.event_id, "p_lease_token": nudge.lease_token, "p_appointment": now})
+}
+
+pub fn release_intakeq_event(nudge: &ClaimedNudge, error: &str, retry_after_seconds: Option<u64>) -> Value {
+    json!({"p_event_id": nudge.event_id, "p_lease_token": nudge.lease_token, "p_error": error, "p_retry_after_seconds": retry_after_seconds})
+}
+
+pub fn reserve_intakeq_budget(holder: &str, lease_token: Uuid, calls: u32, hold_seconds: u32, budget: &CallBudget) -> Value {
+    let mut arguments = json!({"p_holder": holder, "p_lease_token": lease_token, "p_calls": calls, "p_hold_seconds": hold_seconds});
+    extend(&mut arguments, intakeq_budget(budget));
+    arguments
+}
+
+pub fn cancel_appointment(appointment_id: Uuid, reason: Option<&str>, by: ChangedBy, request_id: &str) -> Value {
+    json!({"p_appointment_id": appointment_id, "p_reason": reason, "p_requested_by": by.as_str(), "p_request_id": request_id})
+}
+
+pub fn reschedule_appointment(appointment_id: Uuid, start: &StartTime, by: ChangedBy, request_id: &str) -> Value {
+    json!({"p_appointment_id": appointment_id, "p_start": start.utc_rfc3339(), "p_requested_by": by.as_str(), "p_request_id": request_id})
+}
+
 pub fn note_booking_attempt(email: &str, request_id: &str, limit_per_hour: u32) -> Value {
     json!({"p_email": email, "p_request_id": request_id, "p_limit_per_hour": limit_per_hour})
 }
@@ -129,8 +154,9 @@ pub fn record_sync_result(job: &SyncJob, runner: &str, outcome: &SyncOutcome, ca
         "p_intakeq_calls_made": calls.made, "p_rate_limited_seconds": calls.rate_limited_seconds,
     });
     let fields: Value = match outcome {
-        SyncOutcome::Synced { pq_appointment_id, client_id, intake } => {
-            let mut synced = json!({"p_outcome": "synced", "p_pq_appointment_id": pq_appointment_id, "p_intakeq_client_id": client_id});
+        SyncOutcome::Synced { pq_appointment_id, client_id, intake, appointment } => {
+            let mut synced = json!({"p_outcome": "synced", "p_pq_appointment_id": pq_appointment_id, "p_intakeq_client_id": client_id,
+                                    "p_intakeq_appointment": appointment});
             match intake {
                 Some(IntakeOutcome::Sent { intake_id }) => {
                     synced["p_intake_outcome"] = json!("sent");
@@ -151,9 +177,14 @@ pub fn record_sync_result(job: &SyncJob, runner: &str, outcome: &SyncOutcome, ca
             }
             synced
         }
-        SyncOutcome::Cancelled { found_upstream, client_id } => {
-            json!({"p_outcome": "cancelled", "p_pq_appointment_id": found_upstream, "p_intakeq_client_id": client_id})
-        }
+        SyncOutcome::Cancelled { found_upstream, client_id } => json!({
+            "p_outcome": "cancelled", "p_pq_appointment_id": found_upstream.as_ref().map(|a| &a.id),
+            "p_intakeq_client_id": client_id, "p_intakeq_appointment": found_upstream,
+        }),
+        SyncOutcome::Applied { pq_appointment_id, now, written } => json!({
+            "p_outcome": "applied", "p_pq_appointment_id": pq_appointment_id, "p_intakeq_appointment": now,
+            "p_intakeq_written": written,
+        }),
         SyncOutcome::Failed { kind, error, client_id, retry_after_seconds, lookup_completed } => match kind {
             FailureKind::Transient | FailureKind::Ambiguous | FailureKind::Permanent => json!({
                 "p_outcome": "failed", "p_error_kind": kind.as_str(), "p_error": error,
@@ -250,7 +281,17 @@ fn the_rpc_arguments_carry_the_booking() {
                              (FailureKind::NoBudget, "released"), (FailureKind::Authentication, "auth_failed")] {
             assert_eq!(record_sync_result(&job, "cron-1", &outcome(kind), &none, &policy)["p_outcome"], name, "{kind:?}");
         }
-        let cancelled = SyncOutcome::Cancelled { found_upstream: Some("a".repeat(24)), client_id: None };
-        assert_eq!(record_sync_result(&job, "cron-1", &cancelled, &none, &policy)["p_outcome"], "cancelled");
+        let found = crate::intakeq::wire::Appointment { id: "a".repeat(24), start_date: Some(1), ..Default::default() };
+        let cancelled = SyncOutcome::Cancelled { found_upstream: Some(found), client_id: None };
+        let arguments = record_sync_result(&job, "cron-1", &cancelled, &none, &policy);
+        assert_eq!((&arguments["p_outcome"], &arguments["p_pq_appointment_id"]), (&json!("cancelled"), &json!("a".repeat(24))));
+        assert_eq!(arguments["p_intakeq_appointment"], json!({"Id": "a".repeat(24), "StartDate": 1, "Status": null}));
+        let moved = crate::intakeq::wire::Appointment { id: "b".repeat(24), start_date: Some(2), status: Some("Confirmed".into()), ..Default::default() };
+        let applied = SyncOutcome::Applied { pq_appointment_id: "b".repeat(24), now: Some(moved), written: true };
+        let arguments = record_sync_result(&job, "cron-1", &applied, &none, &policy);
+        assert_eq!(
+            (&arguments["p_outcome"], &arguments["p_intakeq_appointment"], &arguments["p_intakeq_written"]),
+            (&json!("applied"), &json!({"Id": "b".repeat(24), "StartDate": 2, "Status": "Confirmed"}), &json!(true))
+        );
     }
 }

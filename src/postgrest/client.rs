@@ -12,7 +12,10 @@ use super::errors::error_from_postgrest;
 use super::{arguments, decode};
 use crate::abuse::{AttemptStore, EmailAttempt};
 use crate::alerts::{Alert, AlertStore};
-use crate::inbound::{InboundStore, Noted, Nudge};
+use crate::booking::change::{Cancelled, ChangeStore, ChangedBy, Rescheduled};
+use crate::booking::request::start_time::StartTime;
+use crate::inbound::{AppliedNudge, CatchUpClaim, ClaimedNudge, InboundStore, Noted, Nudge};
+use crate::intakeq::wire::Appointment;
 use crate::booking::model::BookingOutcome;
 use crate::booking::request::BookingRequest;
 use crate::booking::store::{BookingStore, FailureRecord, StoreError};
@@ -92,6 +95,55 @@ impl AttemptStore for PostgrestStore {
 impl InboundStore for PostgrestStore {
     async fn note_intakeq_webhook(&self, nudge: &Nudge, request_id: &str) -> Result<Noted, StoreError> {
         self.call("note_intakeq_webhook", &arguments::note_intakeq_webhook(nudge, request_id)).await
+    }
+
+    async fn claim_intakeq_inbound_events(&self, runner: &str, limit: u32, lease_seconds: u32) -> Result<Vec<ClaimedNudge>, StoreError> {
+        let arguments = json!({"p_runner": runner, "p_limit": limit, "p_lease_seconds": lease_seconds});
+        self.call("claim_intakeq_inbound_events", &arguments).await
+    }
+
+    async fn apply_intakeq_event(&self, nudge: &ClaimedNudge, now: Option<&Appointment>) -> Result<AppliedNudge, StoreError> {
+        self.call("apply_intakeq_event", &arguments::apply_intakeq_event(nudge, now)).await
+    }
+
+    async fn release_intakeq_event(&self, nudge: &ClaimedNudge, error: &str, retry_after_seconds: Option<u64>) -> Result<(), StoreError> {
+        self.rpc("release_intakeq_event", &arguments::release_intakeq_event(nudge, error, retry_after_seconds)).await.map(|_| ())
+    }
+
+    async fn apply_intakeq_appointments(&self, page: &[Appointment]) -> Result<Value, StoreError> {
+        self.call("apply_intakeq_appointments", &json!({"p_appointments": page})).await
+    }
+
+    async fn claim_intakeq_catchup(&self, runner: &str, every_minutes: u32, lease_seconds: u32) -> Result<CatchUpClaim, StoreError> {
+        let arguments = json!({"p_runner": runner, "p_every_minutes": every_minutes, "p_lease_seconds": lease_seconds});
+        self.call("claim_intakeq_catchup", &arguments).await
+    }
+
+    async fn finish_intakeq_catchup(&self, lease_token: Uuid, completed: bool, counts: &Value, error: Option<&str>) -> Result<(), StoreError> {
+        let arguments = json!({"p_lease_token": lease_token, "p_completed": completed, "p_counts": counts, "p_error": error});
+        self.rpc("finish_intakeq_catchup", &arguments).await.map(|_| ())
+    }
+
+    async fn reserve_intakeq_budget(&self, holder: &str, lease_token: Uuid, calls: u32, hold_seconds: u32, budget: &CallBudget)
+        -> Result<Reservation, StoreError> {
+        self.call("reserve_intakeq_budget", &arguments::reserve_intakeq_budget(holder, lease_token, calls, hold_seconds, budget)).await
+    }
+
+    async fn report_intakeq_calls(&self, lease_token: Uuid, made: u32, rate_limited_seconds: Option<u64>) -> Result<(), StoreError> {
+        let arguments = json!({"p_lease_token": lease_token, "p_calls_made": made, "p_rate_limited_seconds": rate_limited_seconds});
+        self.rpc("report_intakeq_calls", &arguments).await.map(|_| ())
+    }
+}
+
+impl ChangeStore for PostgrestStore {
+    async fn cancel_appointment(&self, appointment_id: Uuid, reason: Option<&str>, by: ChangedBy, request_id: &str)
+        -> Result<Cancelled, StoreError> {
+        self.call("cancel_appointment", &arguments::cancel_appointment(appointment_id, reason, by, request_id)).await
+    }
+
+    async fn reschedule_appointment(&self, appointment_id: Uuid, start: &StartTime, by: ChangedBy, request_id: &str)
+        -> Result<Rescheduled, StoreError> {
+        self.call("reschedule_appointment", &arguments::reschedule_appointment(appointment_id, start, by, request_id)).await
     }
 }
 

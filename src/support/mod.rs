@@ -5,6 +5,7 @@
 pub mod clock;
 pub mod deadline;
 pub mod json_logs;
+pub mod manage_token;
 pub mod masking;
 pub mod request_id;
 pub mod secret;

@@ -11,9 +11,9 @@ use chrono::{DateTime, Days, Utc};
 use futures::future::LocalBoxFuture;
 use tracing::{info, warn};
 
-use super::job::{FailureKind, IntakeOutcome, SyncJob, SyncOutcome};
+use super::job::{FailureKind, IntakeOutcome, Operation, SyncJob, SyncOutcome};
 use crate::booking::model::{AppointmentStatus, BookedPatient, IntakeFormsStatus};
-use crate::intakeq::wire::{Appointment, Client, Intake, NewAppointment, NewClient, NewIntake, PAGE_SIZE};
+use crate::intakeq::wire::{Appointment, AppointmentMove, Cancellation, Client, Intake, NewAppointment, NewClient, NewIntake, PAGE_SIZE};
 use crate::intakeq::{Intakeq, IntakeqError};
 use crate::support::clock::Clock;
 
@@ -156,8 +156,9 @@ async fn find_client(intakeq: &impl Intakeq, lease: &Lease<'_, impl Clock>, pati
 }
 
 /// The booking's appointment in IntakeQ, if an earlier attempt created it: the same client, practitioner and
-/// service, starting the same minute, not cancelled. IntakeQ filters by dates in a zone it does not name, so the
-/// window runs from the day before the start's UTC date to the day after (every zone's date of the start), and
+/// service, starting the same minute as one of `starts` (the booking's, and any an earlier attempt may have posted
+/// before it moved), not cancelled. IntakeQ filters by dates in a zone it does not name, so the window runs from
+/// the day before the earliest start's UTC date to the day after the latest (every zone's date of each), and
 /// every page is read.
 async fn find_appointment(
     intakeq: &impl Intakeq,
@@ -165,17 +166,17 @@ async fn find_appointment(
     email: &str,
     client: u64,
     (practitioner, service): (&str, &str),
-    start: DateTime<Utc>,
+    starts: &[DateTime<Utc>],
 ) -> Result<Option<Appointment>, IntakeqError> {
-    let day = start.date_naive();
-    let (from, to) = (day - Days::new(1), day + Days::new(1));
-    let minute = start.timestamp() / 60;
+    let (Some(first), Some(last)) = (starts.iter().min(), starts.iter().max()) else { return Ok(None) };
+    let (from, to) = (first.date_naive() - Days::new(1), last.date_naive() + Days::new(1));
+    let minutes: Vec<i64> = starts.iter().map(|start| start.timestamp() / 60).collect();
     let is_ours = |a: &&Appointment| {
         a.client_id == Some(client)
             && a.practitioner_id.as_deref() == Some(practitioner)
             && a.service_id.as_deref() == Some(service)
-            && a.start_date.is_some_and(|ms| ms.div_euclid(60_000) == minute)
-            && a.status.as_deref() != Some("Canceled")
+            && a.start_date.is_some_and(|ms| minutes.contains(&ms.div_euclid(60_000)))
+            && !a.is_cancelled()
     };
     first_on_any_page(|page| lease.call(intakeq.appointments_between(email, from, to, page)), is_ours).await
 }
@@ -183,10 +184,18 @@ async fn find_appointment(
 /// One attempt at `job` under `lease`: the appointment (unless an earlier attempt put it in IntakeQ), then the
 /// intake questionnaire when it is due.
 pub async fn sync_booking(intakeq: &impl Intakeq, lease: &Lease<'_, impl Clock>, job: &SyncJob) -> SyncOutcome {
-    let outcome = match (&job.booking.pq_appointment_id, &job.booking.patient.intakeq_client_id) {
-        (Some(pq_appointment_id), Some(client_id)) => {
-            SyncOutcome::Synced { pq_appointment_id: pq_appointment_id.clone(), client_id: client_id.clone(), intake: None }
+    match (job.operation, &job.booking.pq_appointment_id) {
+        (Some(Operation::Cancel), Some(id)) => return cancel_upstream(intakeq, lease, job, id).await,
+        (Some(Operation::Move), Some(id)) => return move_upstream(intakeq, lease, job, id).await,
+        (Some(Operation::Cancel | Operation::Move), None) => {
+            return failed(FailureKind::Permanent, "a cancel or move is owed, but the appointment is not in IntakeQ".into(), None)
         }
+        (Some(Operation::Create) | None, _) => {}
+    }
+    let outcome = match (&job.booking.pq_appointment_id, &job.booking.patient.intakeq_client_id) {
+        (Some(pq_appointment_id), Some(client_id)) => SyncOutcome::Synced {
+            pq_appointment_id: pq_appointment_id.clone(), client_id: client_id.clone(), intake: None, appointment: None,
+        },
         // In IntakeQ already: never posted again, and its paperwork goes to no chart but the patient's own.
         (Some(_), None) => {
             return failed(FailureKind::Permanent, "the appointment is in IntakeQ, but the patient's IntakeQ client is unknown".into(), None)
@@ -195,9 +204,9 @@ pub async fn sync_booking(intakeq: &impl Intakeq, lease: &Lease<'_, impl Clock>,
     };
     let paperwork_due = job.booking.intake_forms.status == IntakeFormsStatus::Pending && job.booking.status != AppointmentStatus::Cancelled;
     match outcome {
-        SyncOutcome::Synced { pq_appointment_id, client_id, intake: None } if paperwork_due => {
+        SyncOutcome::Synced { pq_appointment_id, client_id, intake: None, appointment } if paperwork_due => {
             let intake = Some(send_intake(intakeq, lease, job, &client_id).await);
-            SyncOutcome::Synced { pq_appointment_id, client_id, intake }
+            SyncOutcome::Synced { pq_appointment_id, client_id, intake, appointment }
         }
         other => other,
     }
@@ -294,14 +303,16 @@ async fn sync_appointment(intakeq: &impl Intakeq, lease: &Lease<'_, impl Clock>,
     let mut lookup_completed = false;
     if job.needs_reconcile {
         info!(step = "intakeq_reconcile", outcome = "started");
-        match find_appointment(intakeq, lease, &patient.email, client_number, (practitioner, service), booking.start).await {
+        let mut starts = job.posted_starts.clone();
+        starts.push(booking.start);
+        match find_appointment(intakeq, lease, &patient.email, client_number, (practitioner, service), &starts).await {
             Ok(Some(existing)) if cancelled => {
                 warn!(step = "intakeq_reconcile", outcome = "found_for_cancelled", pq_appointment_id = %existing.id);
-                return SyncOutcome::Cancelled { found_upstream: Some(existing.id), client_id: Some(client_id) };
+                return SyncOutcome::Cancelled { found_upstream: Some(existing), client_id: Some(client_id) };
             }
             Ok(Some(existing)) => {
                 info!(step = "intakeq_reconcile", outcome = "adopted", pq_appointment_id = %existing.id);
-                return SyncOutcome::Synced { pq_appointment_id: existing.id, client_id, intake: None };
+                return SyncOutcome::Synced { pq_appointment_id: existing.id.clone(), client_id, intake: None, appointment: Some(existing) };
             }
             Ok(None) if cancelled => return SyncOutcome::Cancelled { found_upstream: None, client_id: Some(client_id) },
             Ok(None) => {
@@ -328,7 +339,7 @@ async fn sync_appointment(intakeq: &impl Intakeq, lease: &Lease<'_, impl Clock>,
     match lease.call(intakeq.create_appointment(&appointment)).await {
         Ok(created) => {
             info!(step = "intakeq_appointment", outcome = "ok", pq_appointment_id = %created.id);
-            SyncOutcome::Synced { pq_appointment_id: created.id, client_id, intake: None }
+            SyncOutcome::Synced { pq_appointment_id: created.id.clone(), client_id, intake: None, appointment: Some(created) }
         }
         Err(error) => {
             let mut outcome = call_failed("POST /appointments", error, true, Some(client_id));
@@ -338,6 +349,83 @@ async fn sync_appointment(intakeq: &impl Intakeq, lease: &Lease<'_, impl Clock>,
             warn!(step = "intakeq_appointment", outcome = "failed", error = ?outcome);
             outcome
         }
+    }
+}
+
+/// Why IntakeQ's cancellation says it was cancelled, when the patient gave no reason.
+const DEFAULT_CANCELLATION_REASON: &str = "Cancelled online";
+
+/// Our cancellation, in IntakeQ. After an attempt that may have reached IntakeQ, or when IntakeQ refuses the
+/// cancellation (staff may have cancelled it already), IntakeQ's appointment is re-read: found cancelled (or
+/// gone), the cancel is done.
+async fn cancel_upstream(intakeq: &impl Intakeq, lease: &Lease<'_, impl Clock>, job: &SyncJob, id: &str) -> SyncOutcome {
+    if job.needs_reconcile {
+        match reread(intakeq, lease, id, |_| false).await {
+            Ok(Some(done)) => return done,
+            Ok(None) => {}
+            Err(outcome) => return outcome,
+        }
+    }
+    let reason = job.cancellation_reason.clone().filter(|r| !r.trim().is_empty()).unwrap_or_else(|| DEFAULT_CANCELLATION_REASON.into());
+    info!(step = "intakeq_cancel", outcome = "started", pq_appointment_id = %id);
+    match lease.call(intakeq.cancel_appointment(&Cancellation { appointment_id: id.to_owned(), reason })).await {
+        Ok(()) => {
+            info!(step = "intakeq_cancel", outcome = "ok", pq_appointment_id = %id);
+            let now = Appointment { id: id.to_owned(), status: Some("Canceled".into()), ..Appointment::default() };
+            SyncOutcome::Applied { pq_appointment_id: id.to_owned(), now: Some(now), written: true }
+        }
+        Err(error) => refused_or_failed(intakeq, lease, id, "POST /appointments/cancellation", error).await,
+    }
+}
+
+/// Our new start, in IntakeQ (which tells the patient). Re-read first after an attempt that may have reached
+/// IntakeQ: already there, or cancelled there meanwhile, and nothing is written.
+async fn move_upstream(intakeq: &impl Intakeq, lease: &Lease<'_, impl Clock>, job: &SyncJob, id: &str) -> SyncOutcome {
+    let target = job.booking.start.timestamp_millis();
+    if job.needs_reconcile {
+        match reread(intakeq, lease, id, |now| now.start_date == Some(target)).await {
+            Ok(Some(done)) => return done,
+            Ok(None) => {}
+            Err(outcome) => return outcome,
+        }
+    }
+    info!(step = "intakeq_move", outcome = "started", pq_appointment_id = %id);
+    let change = AppointmentMove { id: id.to_owned(), utc_date_time: target, send_client_email_notification: true };
+    match lease.call(intakeq.move_appointment(&change)).await {
+        Ok(now) => {
+            info!(step = "intakeq_move", outcome = "ok", pq_appointment_id = %id);
+            // What IntakeQ answers is what it has now; an answer without the start still has ours.
+            let now = Appointment { id: id.to_owned(), start_date: now.start_date.or(Some(target)), ..now };
+            SyncOutcome::Applied { pq_appointment_id: id.to_owned(), now: Some(now), written: true }
+        }
+        Err(error) => refused_or_failed(intakeq, lease, id, "PUT /appointments", error).await,
+    }
+}
+
+/// IntakeQ's appointment re-read: `Some` when nothing is left to write (it is cancelled or gone there, or `done`
+/// says the change is there already).
+async fn reread(intakeq: &impl Intakeq, lease: &Lease<'_, impl Clock>, id: &str, done: impl Fn(&Appointment) -> bool)
+    -> Result<Option<SyncOutcome>, SyncOutcome> {
+    info!(step = "intakeq_reread", outcome = "started", pq_appointment_id = %id);
+    match lease.call(intakeq.appointment(id)).await {
+        Ok(Some(now)) if now.is_cancelled() || done(&now) => Ok(Some(SyncOutcome::Applied { pq_appointment_id: id.to_owned(), now: Some(now), written: false })),
+        Ok(None) => Ok(Some(SyncOutcome::Applied { pq_appointment_id: id.to_owned(), now: None, written: false })),
+        Ok(Some(_)) => Ok(None),
+        Err(error) => Err(call_failed("GET /appointments/{id}", error, true, None)),
+    }
+}
+
+/// A cancel or move IntakeQ refused (4xx, not our key): staff may have cancelled or removed the appointment there
+/// meanwhile, so it is re-read before the refusal is taken as final. Any other failure may have reached IntakeQ.
+async fn refused_or_failed(intakeq: &impl Intakeq, lease: &Lease<'_, impl Clock>, id: &str, call: &str, error: IntakeqError) -> SyncOutcome {
+    warn!(step = "intakeq_change", outcome = "failed", call, error = %error);
+    if !matches!(error, IntakeqError::Rejected { status, .. } if status != 401 && status != 403) {
+        return call_failed(call, error, true, None);
+    }
+    match reread(intakeq, lease, id, |_| false).await {
+        Ok(Some(done)) => done,
+        // Still there and active: the refusal stands (a failed re-read says nothing more).
+        Ok(None) | Err(_) => call_failed(call, error, true, None),
     }
 }
 

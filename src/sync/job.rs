@@ -6,6 +6,21 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use crate::booking::model::{Booking, JobState};
+use crate::intakeq::wire::Appointment;
+
+/// What the job owes IntakeQ now, as the database works it out from the appointment (ours) and what IntakeQ
+/// last had (`private.owed_intakeq_operation`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Operation {
+    /// The appointment (and its paperwork) into IntakeQ; for a booking cancelled first, the lookup of what an
+    /// earlier attempt may have created.
+    Create,
+    /// Our appointment was cancelled: cancel IntakeQ's.
+    Cancel,
+    /// Our appointment has a new start: move IntakeQ's.
+    Move,
+}
 
 /// A job as `claim_sync_jobs` and `record_sync_result` answer it.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -29,6 +44,16 @@ pub struct SyncJob {
     /// yet (the booking request's lease reserves its own before its first call).
     #[serde(default)]
     pub intakeq_calls_reserved: Option<u32>,
+    /// What the attempt is to do (`None` from a database that predates it: a create).
+    #[serde(default)]
+    pub operation: Option<Operation>,
+    /// Every start an earlier attempt may have posted the appointment with (the booking may have moved since):
+    /// the reconcile lookup looks for each.
+    #[serde(default)]
+    pub posted_starts: Vec<DateTime<Utc>>,
+    /// Why the appointment was cancelled, for IntakeQ's cancellation.
+    #[serde(default)]
+    pub cancellation_reason: Option<String>,
     pub booking: Booking,
 }
 
@@ -100,11 +125,16 @@ pub enum IntakeOutcome {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum SyncOutcome {
-    /// The appointment is in IntakeQ; `intake` is what came of the paperwork, when it was due.
-    Synced { pq_appointment_id: String, client_id: String, intake: Option<IntakeOutcome> },
+    /// The appointment is in IntakeQ; `intake` is what came of the paperwork, when it was due. `appointment` is
+    /// IntakeQ's, as this attempt created or found it (`None`: it was in IntakeQ before this attempt).
+    Synced { pq_appointment_id: String, client_id: String, intake: Option<IntakeOutcome>, appointment: Option<Appointment> },
     /// The booking was cancelled before it reached IntakeQ: nothing was posted. `found_upstream` is an
-    /// appointment an earlier attempt had created after all (staff must cancel it there).
-    Cancelled { found_upstream: Option<String>, client_id: Option<String> },
+    /// appointment an earlier attempt had created after all: the database adopts it, and its cancellation is owed.
+    Cancelled { found_upstream: Option<Appointment>, client_id: Option<String> },
+    /// A cancel or a move is done in IntakeQ, or found done. `now` is IntakeQ's appointment as it stands (`None`:
+    /// IntakeQ has it no more); `written`: this attempt made that change (so it is what IntakeQ last had from us),
+    /// rather than finding it on a re-read.
+    Applied { pq_appointment_id: String, now: Option<Appointment>, written: bool },
     Failed {
         kind: FailureKind,
         /// What went wrong, for staff: no patient data.

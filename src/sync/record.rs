@@ -75,8 +75,12 @@ pub async fn attempt_and_record(
                 info!(step = "sync_attempt", outcome = "synced", pq_appointment_id = %pq_appointment_id)
             }
             SyncOutcome::Cancelled { found_upstream, .. } => {
-                info!(step = "sync_attempt", outcome = "cancelled", found_upstream = ?found_upstream)
+                info!(step = "sync_attempt", outcome = "cancelled", found_upstream = ?found_upstream.as_ref().map(|a| &a.id))
             }
+            SyncOutcome::Applied { pq_appointment_id, now, written } => info!(
+                step = "sync_attempt", outcome = "applied", operation = ?job.operation, pq_appointment_id = %pq_appointment_id,
+                intakeq_status = ?now.as_ref().and_then(|a| a.status.as_deref()), written
+            ),
             SyncOutcome::Failed { kind, error, .. } => {
                 warn!(step = "sync_attempt", outcome = "failed", kind = kind.as_str(), error = %error)
             }

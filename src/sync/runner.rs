@@ -33,6 +33,8 @@ const SHORTEST_WAIT: Duration = Duration::from_millis(200);
 pub struct RunSummary {
     pub claimed: usize,
     pub synced: usize,
+    /// Cancels and moves done in IntakeQ (or found done).
+    pub applied: usize,
     pub cancelled: usize,
     pub failed: usize,
     /// Stopped untried (a 429, a refused key, a lease too short, no budget): no attempt spent.
@@ -72,6 +74,7 @@ pub async fn run_once(
                 break;
             }
             SyncOutcome::Synced { .. } => summary.synced += 1,
+            SyncOutcome::Applied { .. } => summary.applied += 1,
             SyncOutcome::Cancelled { .. } => summary.cancelled += 1,
             SyncOutcome::Failed { kind, .. } if kind.spends_no_attempt() => {
                 summary.released += 1;
@@ -83,7 +86,7 @@ pub async fn run_once(
         }
     }
     info!(step = "sync_run", outcome = "done", runner, claimed = summary.claimed, synced = summary.synced,
-          cancelled = summary.cancelled, failed = summary.failed, released = summary.released, waited_ms = summary.waited_ms);
+          applied = summary.applied, cancelled = summary.cancelled, failed = summary.failed, released = summary.released, waited_ms = summary.waited_ms);
     Ok(summary)
 }
 

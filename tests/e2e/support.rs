@@ -85,6 +85,11 @@ async fn database_url(suite: &str) -> String {
         admin.batch_execute(&statement).await.expect("copy the template database");
     }
     let url = test_database_url().replacen(&format!("/{template_name}"), &format!("/{own}"), 1);
+    // The catch-up (a read of every IntakeQ appointment of the next weeks) comes only to the story about it:
+    // elsewhere its calls would be counted with the booking's.
+    let (db, connection) = tokio_postgres::connect(&url, NoTls).await.expect("connect to the suite's database");
+    tokio::spawn(connection);
+    db.batch_execute("update intakeq_catchup_state set last_completed_at = now()").await.expect("the catch-up is done for now");
     databases.insert(name, url.clone());
     url
 }
@@ -152,6 +157,7 @@ pub async fn start_with(suite: &str, supabase_url: Option<String>, with_intakeq:
         .env("SYNC_LEASE_SECONDS", "30")
         .env("ADMIN_TOKEN", ADMIN_TOKEN)
         .env("PARTNER_API_TOKEN", PARTNER_TOKEN)
+        .env("MANAGE_TOKEN_SECRET", "e2e-manage-token-secret")
         // The sandbox allows 1000 calls a minute here, and so does the worker's budget; a booking's answer
         // waits for its whole first attempt. The stories about the budget and the answer's wait set their own.
         .env("INTAKEQ_CALLS_PER_MINUTE", "1000")
@@ -193,13 +199,18 @@ pub async fn start_with(suite: &str, supabase_url: Option<String>, with_intakeq:
 /// A bookable provider of the test's own, in network with every seeded payer, so no other test's booking
 /// can meet its slots.
 pub async fn new_provider(stack: &Stack) -> String {
+    new_provider_for(stack, "5f1a00000000000000000001").await
+}
+
+/// A provider of the test's own (see `new_provider`) that IntakeQ knows as `practitioner`.
+pub async fn new_provider_for(stack: &Stack, practitioner: &str) -> String {
     let tag = unique("provider");
     let id: String = stack
         .db
         .query_one(
             "insert into providers (first_name, last_name, is_bookable, intakeq_practitioner_id)
-             values ('Test', $1, true, '5f1a00000000000000000001') returning id::text",
-            &[&tag],
+             values ('Test', $1, true, $2) returning id::text",
+            &[&tag, &practitioner],
         )
         .await
         .unwrap()
@@ -317,6 +328,54 @@ impl Stack {
             .await
             .unwrap();
         self.db.execute("update sync_queue_state set rate_limited_until = null", &[]).await.unwrap();
+    }
+
+    /// A sandbox control call (`/_sandbox/<path>`), answering its JSON (null when none).
+    pub async fn sandbox(&self, path: &str, body: Value) -> Value {
+        let response = self.http.post(format!("{}/_sandbox/{path}", self.intakeq)).json(&body).send().await.unwrap();
+        let status = response.status();
+        let text = response.text().await.unwrap();
+        assert!(status.is_success(), "sandbox {path}: {status} {text}");
+        serde_json::from_str(&text).unwrap_or(Value::Null)
+    }
+
+    /// The sandbox posts IntakeQ's webhooks to the worker at `secret` (for staff changes; for changes made through
+    /// the API too when `api_changes`).
+    pub async fn webhooks_to_worker(&self, secret: &str, api_changes: bool) {
+        let config = json!({"url": format!("{}/api/intakeq/webhooks/{secret}", self.worker), "apiChanges": api_changes});
+        let response = self.http.put(format!("{}/_sandbox/webhooks", self.intakeq)).json(&config).send().await.unwrap();
+        assert!(response.status().is_success(), "webhooks configured");
+    }
+
+    /// The IntakeQ calls the worker made of `method` on `path` (exact, without the query).
+    pub async fn intakeq_calls(&self, method: &str, path: &str) -> usize {
+        let state = self.intakeq_state().await;
+        state["requests"].as_array().unwrap().iter().filter(|r| r["method"] == method && r["path"] == format!("/api/v1{path}")).count()
+    }
+
+    /// A cancel or reschedule of `appointment` (`action`), with `token` as the bearer when given.
+    pub async fn change(&self, appointment: &str, action: &str, token: Option<&str>, body: &Value) -> Answer {
+        let mut request = self.http.post(format!("{}/api/patient-booking/appointments/{appointment}/{action}", self.worker)).json(body);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.expect("the worker answers");
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let text = response.text().await.unwrap();
+        Answer { status, headers, body: serde_json::from_str(&text).unwrap_or(Value::String(text)) }
+    }
+
+    /// The appointment's start, as our database has it (RFC 3339, UTC).
+    pub async fn appointment_start(&self, appointment_id: &str) -> String {
+        self.db
+            .query_one(
+                "select to_char(start_time at time zone 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') from appointments where id::text = $1",
+                &[&appointment_id],
+            )
+            .await
+            .unwrap()
+            .get(0)
     }
 
     pub async fn post(&self, body: &Value, headers: &[(&str, &str)]) -> Answer {

@@ -12,6 +12,7 @@ pub const ENDPOINTS: &[&str] = &[
     "GET /appointments/settings",
     "POST /appointments",
     "GET /appointments",
+    "GET /appointments/{id}",
     "PUT /appointments",
     "POST /appointments/cancellation",
     "POST /intakes/send",

@@ -3,7 +3,9 @@
 //! per-day rate limits (over a minute whose length is configurable, so tests can speed it up), in-memory state,
 //! and IntakeQ-shaped ids, timestamps and errors. Under `/_sandbox` (a path IntakeQ does not have) a control API
 //! lets tests inject faults, read back everything held and how many calls came and were rate limited, change the
-//! rate limit, submit a sent intake as its client would, and reset.
+//! rate limit, submit a sent intake as its client would, act as a staff member working in IntakeQ (book, cancel,
+//! reschedule), send IntakeQ's appointment webhooks to a URL (with lost, repeated and held-back deliveries), and
+//! reset.
 //!
 //! The practice has a time zone (`SandboxConfig::practice_time_zone`): `GET /appointments` and
 //! `GET /intakes/summary` read their `startDate`/`endDate` as dates there, and appointments carry
@@ -12,13 +14,14 @@
 pub mod faults;
 pub mod practice;
 pub mod records;
+pub mod webhooks;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
-use axum::extract::{OriginalUri, Query, Request, State};
+use axum::extract::{OriginalUri, Path, Query, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -33,7 +36,11 @@ pub use chrono_tz::Tz;
 
 use faults::{FaultKind, FaultRequest, Faults, RateLimit};
 use practice::Settings;
-use records::{AppointmentInput, AppointmentQuery, ClientInput, IntakeInput, IntakeQuery, Records, Rejection};
+use records::{
+    AppointmentInput, AppointmentQuery, ClientInput, IntakeInput, IntakeQuery, Records, Rejection, StaffAppointmentInput,
+    StaffRefusal, APPOINTMENT_NOT_FOUND,
+};
+use webhooks::{Event, Origin, Webhooks};
 
 #[derive(Debug, Clone)]
 pub struct SandboxConfig {
@@ -81,6 +88,11 @@ struct Sandbox {
     /// API calls since the last reset, and how many of them the rate limit answered 429.
     calls: AtomicU64,
     rate_limited: AtomicU64,
+    /// Where appointment changes are posted, and every delivery's fate. Locked after `records` when both are.
+    webhooks: Mutex<Webhooks>,
+    /// Held while posting webhooks, so that they go out one at a time, in order.
+    delivery_turn: tokio::sync::Mutex<()>,
+    http: reqwest::Client,
 }
 
 tokio::task_local! {
@@ -129,12 +141,16 @@ pub fn router_with_rate_limit(config: SandboxConfig, rate_limit: RateLimitConfig
         requests: Mutex::new(Vec::new()),
         calls: AtomicU64::new(0),
         rate_limited: AtomicU64::new(0),
+        webhooks: Mutex::new(Webhooks::default()),
+        delivery_turn: tokio::sync::Mutex::new(()),
+        http: webhooks::client(),
     });
     let api = Router::new()
         .route("/clients", get(search_clients).post(save_client))
         .route("/appointments/settings", get(appointment_settings))
         .route("/appointments", get(list_appointments).post(create_appointment).put(update_appointment))
         .route("/appointments/cancellation", post(cancel_appointment))
+        .route("/appointments/{id}", get(get_appointment))
         .route("/intakes/send", post(send_intake))
         .route("/intakes/summary", get(intake_summary))
         .route("/questionnaires", get(list_questionnaires))
@@ -145,6 +161,12 @@ pub fn router_with_rate_limit(config: SandboxConfig, rate_limit: RateLimitConfig
         .route("/stats", get(stats))
         .route("/intakes/submit", post(submit_intake))
         .route("/rate-limit", put(set_rate_limit))
+        .route("/staff/appointments", post(staff_book))
+        .route("/staff/appointments/{id}/cancel", post(staff_cancel))
+        .route("/staff/appointments/{id}/reschedule", post(staff_reschedule))
+        .route("/webhooks", get(list_deliveries).put(configure_webhooks))
+        .route("/webhooks/faults", post(plan_webhook_fault).delete(clear_webhook_faults))
+        .route("/webhooks/release", post(release_webhooks))
         .route("/reset", post(reset));
     Router::new().nest("/api/v1", api).nest("/_sandbox", control).with_state(sandbox)
 }
@@ -228,25 +250,101 @@ impl Sandbox {
 
     /// One endpoint call: the gate, then `operation` on the records, answered (late, if a fault says so).
     async fn run(
-        &self,
+        self: &Arc<Self>,
         endpoint: &str,
         headers: &HeaderMap,
         operation: impl FnOnce(&mut Records, &Settings) -> Result<Value, Rejection>,
+    ) -> Response {
+        self.run_changing(endpoint, headers, |records, settings| Ok((operation(records, settings)?, Vec::new()))).await
+    }
+
+    /// `run`, for an operation that answers its own errors and may change appointments: the webhook events of its
+    /// changes are queued at once (in the order the changes were made) and sent in the background, not awaited by
+    /// the call, as IntakeQ sends them.
+    async fn run_changing(
+        self: &Arc<Self>,
+        endpoint: &str,
+        headers: &HeaderMap,
+        operation: impl FnOnce(&mut Records, &Settings) -> Result<(Value, Vec<Event>), Failure>,
     ) -> Response {
         let answer_after = match self.gate(endpoint, headers).await {
             Gate::Answer(response) => return response,
             Gate::Proceed { answer_after } => answer_after,
         };
-        let result = operation(&mut self.records.lock().unwrap(), &self.settings);
-        let response = match result {
-            Ok(value) => Json(value).into_response(),
-            Err(Rejection(text)) => message(StatusCode::BAD_REQUEST, &text),
+        let response = {
+            let mut records = self.records.lock().unwrap();
+            match operation(&mut records, &self.settings) {
+                Ok((value, events)) => {
+                    if !events.is_empty() && self.webhooks.lock().unwrap().fire(Origin::Api, events, now_ms()) {
+                        let sandbox = self.clone();
+                        tokio::spawn(async move { sandbox.deliver_webhooks().await });
+                    }
+                    Json(value).into_response()
+                }
+                Err(Failure(status, text)) => message(status, &text),
+            }
         };
         if let Some(delay) = answer_after {
             tokio::time::sleep(delay).await;
         }
         response
     }
+
+    /// Posts every webhook queued (in order, one at a time).
+    async fn deliver_webhooks(&self) {
+        webhooks::deliver_queued(&self.webhooks, &self.delivery_turn, &self.http, now_ms).await;
+    }
+
+    /// A staff member's change: `change` on the records, its events' webhooks posted before this answers (those a
+    /// fault loses or holds are not), then the appointment answered.
+    async fn staff_change(
+        &self,
+        change: impl FnOnce(&mut Records, &Settings) -> Result<(records::Appointment, Option<&'static str>), StaffRefusal>,
+    ) -> Response {
+        let result = {
+            let mut records = self.records.lock().unwrap();
+            change(&mut records, &self.settings).map(|(appointment, event)| {
+                let events: Vec<Event> =
+                    event.map(|event_type| Event { event_type, appointment: appointment.clone() }).into_iter().collect();
+                let queued = !events.is_empty() && self.webhooks.lock().unwrap().fire(Origin::Staff, events, now_ms());
+                (appointment, queued)
+            })
+        };
+        match result {
+            Ok((appointment, queued)) => {
+                if queued {
+                    self.deliver_webhooks().await;
+                }
+                Json(to_json(appointment)).into_response()
+            }
+            Err(StaffRefusal::Invalid(error)) => control_error(StatusCode::BAD_REQUEST, error),
+            Err(StaffRefusal::NotFound(error)) => control_error(StatusCode::NOT_FOUND, error),
+            Err(StaffRefusal::Conflict(error)) => control_error(StatusCode::CONFLICT, error),
+        }
+    }
+}
+
+/// An endpoint's error answer: its status and IntakeQ's `Message`.
+struct Failure(StatusCode, String);
+
+/// A rejection is IntakeQ's 400.
+impl From<Rejection> for Failure {
+    fn from(Rejection(text): Rejection) -> Self {
+        Failure(StatusCode::BAD_REQUEST, text)
+    }
+}
+
+/// The control API's errors: `{"error": "..."}`.
+fn control_error(status: StatusCode, error: impl Into<String>) -> Response {
+    (status, Json(json!({ "error": error.into() }))).into_response()
+}
+
+/// A control API body that may be left out: `T` from JSON, or its default when the body is empty.
+fn optional_body<T: DeserializeOwned + Default>(body: &Bytes) -> Result<T, String> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(body).map_err(|e| e.to_string())
 }
 
 /// What the `invalid_service_id` fault answers: the endpoint's permanent 400.
@@ -342,8 +440,18 @@ async fn appointment_settings(State(s): State<Arc<Sandbox>>, headers: HeaderMap)
 }
 
 async fn create_appointment(State(s): State<Arc<Sandbox>>, headers: HeaderMap, body: Bytes) -> Response {
-    s.run("POST /appointments", &headers, |records, settings| {
-        Ok(to_json(records.create_appointment(parse::<AppointmentInput>(&body)?, settings, now_ms())?))
+    s.run_changing("POST /appointments", &headers, |records, settings| {
+        let appointment = records.create_appointment(parse::<AppointmentInput>(&body)?, settings, now_ms())?;
+        Ok((to_json(&appointment), vec![Event { event_type: "AppointmentCreated", appointment }]))
+    })
+    .await
+}
+
+/// `GET /appointments/{id}`: the appointment, or 404 `{"Message": "Appointment not found."}`.
+async fn get_appointment(State(s): State<Arc<Sandbox>>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+    s.run_changing("GET /appointments/{id}", &headers, |records, _| match records.appointment(&id) {
+        Some(appointment) => Ok((to_json(appointment), Vec::new())),
+        None => Err(Failure(StatusCode::NOT_FOUND, APPOINTMENT_NOT_FOUND.into())),
     })
     .await
 }
@@ -356,15 +464,19 @@ async fn list_appointments(State(s): State<Arc<Sandbox>>, headers: HeaderMap, Qu
 }
 
 async fn update_appointment(State(s): State<Arc<Sandbox>>, headers: HeaderMap, body: Bytes) -> Response {
-    s.run("PUT /appointments", &headers, |records, settings| {
-        Ok(to_json(records.update_appointment(parse::<AppointmentInput>(&body)?, settings)?))
+    s.run_changing("PUT /appointments", &headers, |records, settings| {
+        let (appointment, event_types) = records.update_appointment(parse::<AppointmentInput>(&body)?, settings)?;
+        let events = event_types.into_iter().map(|event_type| Event { event_type, appointment: appointment.clone() }).collect();
+        Ok((to_json(appointment), events))
     })
     .await
 }
 
 async fn cancel_appointment(State(s): State<Arc<Sandbox>>, headers: HeaderMap, body: Bytes) -> Response {
-    s.run("POST /appointments/cancellation", &headers, |records, _| {
-        Ok(to_json(records.cancel_appointment(&parse::<Value>(&body)?)?))
+    s.run_changing("POST /appointments/cancellation", &headers, |records, _| {
+        let (appointment, changed) = records.cancel_appointment(&parse::<Value>(&body)?)?;
+        let events = if changed { vec![Event { event_type: "AppointmentCanceled", appointment: appointment.clone() }] } else { Vec::new() };
+        Ok((to_json(appointment), events))
     })
     .await
 }
@@ -418,9 +530,12 @@ async fn clear_faults(State(s): State<Arc<Sandbox>>) -> StatusCode {
 async fn state(State(s): State<Arc<Sandbox>>) -> Json<Value> {
     let records = s.records.lock().unwrap();
     let limit = s.rate_limit.lock().unwrap();
+    let staff: Vec<&str> = records.appointments.iter().filter(|a| a.staff).map(|a| a.id.as_str()).collect();
     Json(json!({
         "clients": to_json(&records.clients),
         "appointments": to_json(&records.appointments),
+        "staffAppointments": staff,
+        "webhooks": s.webhooks.lock().unwrap().summary(),
         "intakes": to_json(&records.intakes),
         "requests": *s.requests.lock().unwrap(),
         "rateLimitPerMinute": limit.per_minute,
@@ -481,8 +596,113 @@ async fn set_rate_limit(State(s): State<Arc<Sandbox>>, body: Bytes) -> Response 
     StatusCode::NO_CONTENT.into_response()
 }
 
+/// `POST /_sandbox/staff/appointments`: a staff member books in IntakeQ (see `StaffAppointmentInput`); answers the
+/// appointment after its `AppointmentCreated` webhook went out.
+async fn staff_book(State(s): State<Arc<Sandbox>>, body: Bytes) -> Response {
+    let input = match serde_json::from_slice::<StaffAppointmentInput>(&body) {
+        Ok(input) => input,
+        Err(error) => return control_error(StatusCode::BAD_REQUEST, error.to_string()),
+    };
+    s.staff_change(|records, settings| {
+        let appointment = records.create_staff_appointment(input, settings, now_ms())?;
+        Ok((appointment, Some("AppointmentCreated")))
+    })
+    .await
+}
+
+/// `POST /_sandbox/staff/appointments/{id}/cancel` with an optional `{"Reason": "..."}`.
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+struct StaffCancelRequest {
+    reason: Option<String>,
+}
+
+/// A staff member cancels any appointment (ours too) in IntakeQ: `Canceled`, its `AppointmentCanceled` webhook
+/// sent before answering. An appointment already `Canceled` is answered as it is, and nothing is sent.
+async fn staff_cancel(State(s): State<Arc<Sandbox>>, Path(id): Path<String>, body: Bytes) -> Response {
+    let request = match optional_body::<StaffCancelRequest>(&body) {
+        Ok(request) => request,
+        Err(error) => return control_error(StatusCode::BAD_REQUEST, error),
+    };
+    s.staff_change(|records, _| {
+        let (appointment, changed) = records.staff_cancel(&id, request.reason.as_deref())?;
+        Ok((appointment, changed.then_some("AppointmentCanceled")))
+    })
+    .await
+}
+
+/// `POST /_sandbox/staff/appointments/{id}/reschedule` `{"UtcDateTime": <ms>}`.
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+struct StaffRescheduleRequest {
+    utc_date_time: i64,
+}
+
+/// A staff member moves any appointment (ours too) in IntakeQ: the same duration from the new start, its
+/// `AppointmentRescheduled` webhook sent before answering. The same start changes and sends nothing; a cancelled
+/// appointment cannot be moved (409).
+async fn staff_reschedule(State(s): State<Arc<Sandbox>>, Path(id): Path<String>, body: Bytes) -> Response {
+    let request = match serde_json::from_slice::<StaffRescheduleRequest>(&body) {
+        Ok(request) => request,
+        Err(error) => return control_error(StatusCode::BAD_REQUEST, error.to_string()),
+    };
+    s.staff_change(|records, settings| {
+        let (appointment, moved) = records.staff_reschedule(&id, request.utc_date_time, settings.time_zone)?;
+        Ok((appointment, moved.then_some("AppointmentRescheduled")))
+    })
+    .await
+}
+
+/// `GET /_sandbox/webhooks`: every delivery, in the order the changes were made.
+async fn list_deliveries(State(s): State<Arc<Sandbox>>) -> Json<Value> {
+    Json(to_json(s.webhooks.lock().unwrap().log()))
+}
+
+/// `PUT /_sandbox/webhooks` `{"url": "http://..." | null, "apiChanges": true}`.
+async fn configure_webhooks(State(s): State<Arc<Sandbox>>, body: Bytes) -> Response {
+    let request = match serde_json::from_slice::<webhooks::ConfigRequest>(&body) {
+        Ok(request) => request,
+        Err(error) => return control_error(StatusCode::BAD_REQUEST, error.to_string()),
+    };
+    match s.webhooks.lock().unwrap().configure(request) {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(error) => control_error(StatusCode::BAD_REQUEST, error),
+    }
+}
+
+/// `POST /_sandbox/webhooks/faults` `{"lose": n}`, `{"repeat": n}` or `{"hold": n}`.
+async fn plan_webhook_fault(State(s): State<Arc<Sandbox>>, body: Bytes) -> Response {
+    let planned = serde_json::from_slice::<webhooks::FaultRequest>(&body)
+        .map_err(|e| e.to_string())
+        .and_then(|request| request.planned());
+    match planned {
+        Ok((fault, count)) => {
+            s.webhooks.lock().unwrap().plan(fault, count);
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Err(error) => control_error(StatusCode::BAD_REQUEST, error),
+    }
+}
+
+async fn clear_webhook_faults(State(s): State<Arc<Sandbox>>) -> StatusCode {
+    s.webhooks.lock().unwrap().clear_faults();
+    StatusCode::NO_CONTENT
+}
+
+/// `POST /_sandbox/webhooks/release` `{"order": "sent" | "reverse"}` (or no body: `sent`): posts the held
+/// deliveries before answering them, as logged.
+async fn release_webhooks(State(s): State<Arc<Sandbox>>, body: Bytes) -> Response {
+    let request = match optional_body::<webhooks::ReleaseRequest>(&body) {
+        Ok(request) => request,
+        Err(error) => return control_error(StatusCode::BAD_REQUEST, error),
+    };
+    let released = webhooks::release(&s.webhooks, &s.delivery_turn, &s.http, request.order, now_ms).await;
+    Json(to_json(released)).into_response()
+}
+
 async fn reset(State(s): State<Arc<Sandbox>>) -> StatusCode {
     *s.records.lock().unwrap() = Records::default();
+    s.webhooks.lock().unwrap().reset();
     s.faults.lock().unwrap().clear();
     s.requests.lock().unwrap().clear();
     s.calls.store(0, Ordering::Relaxed);

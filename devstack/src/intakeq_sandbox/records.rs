@@ -89,12 +89,24 @@ pub struct Appointment {
     pub location_name: String,
     pub practitioner_id: String,
     pub practitioner_name: String,
+    pub practitioner_email: String,
     pub send_client_email_notification: bool,
     pub reminder_type: Option<String>,
     pub client_time_zone: Option<String>,
     pub notes: Option<String>,
     pub cancellation_reason: Option<String>,
     pub date_created: i64,
+    /// Whether the client booked it online. Never, in the sandbox: the API and staff book.
+    pub booked_by_client: bool,
+    /// Who made it: `API` for `POST /appointments`, `Staff` for the control API's staff bookings. IntakeQ does not
+    /// document the values; these are the sandbox's.
+    pub created_by: String,
+    /// The intake linked to it: never one, in the sandbox.
+    pub intake_id: Option<String>,
+    /// Booked by a staff member in IntakeQ (the control API's `POST /_sandbox/staff/appointments`), not through the
+    /// API. Not part of IntakeQ's JSON: `GET /_sandbox/state` lists these ids as `staffAppointments`.
+    #[serde(skip)]
+    pub staff: bool,
 }
 
 /// `POST /appointments` (create) and `PUT /appointments` (update, with `Id`).
@@ -174,6 +186,53 @@ pub struct AppointmentQuery {
 /// IntakeQ's 400 answers carry one sentence: `{"Message": "Invalid ServiceId."}`.
 #[derive(Debug, PartialEq)]
 pub struct Rejection(pub String);
+
+/// What IntakeQ answers for an appointment id it does not know: 400 from `PUT /appointments` and
+/// `POST /appointments/cancellation`, 404 from `GET /appointments/{id}`.
+pub const APPOINTMENT_NOT_FOUND: &str = "Appointment not found.";
+
+/// IntakeQ's appointment statuses (`Canceled` with one l).
+pub const STATUSES: &[&str] = &["Confirmed", "WaitingConfirmation", "Declined", "Canceled", "Missed"];
+
+/// Whether an appointment in `status` no longer takes place.
+pub fn is_cancelled(status: &str) -> bool {
+    matches!(status, "Canceled" | "Declined")
+}
+
+/// The webhook event a change of status to `status` makes (none for `WaitingConfirmation`).
+pub fn status_event(status: &str) -> Option<&'static str> {
+    match status {
+        "Confirmed" => Some("AppointmentConfirmed"),
+        "Declined" => Some("AppointmentDeclined"),
+        "Canceled" => Some("AppointmentCanceled"),
+        "Missed" => Some("AppointmentMissed"),
+        _ => None,
+    }
+}
+
+/// A staff member books in IntakeQ (`POST /_sandbox/staff/appointments`): only `PractitionerId` and `UtcDateTime`
+/// are needed; the rest defaults (the practice's first service and location, a made-up client, `Confirmed`).
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct StaffAppointmentInput {
+    pub practitioner_id: String,
+    pub utc_date_time: i64,
+    /// Minutes; the service's when `ServiceId` is given, else 60.
+    pub duration: Option<u32>,
+    pub service_id: Option<String>,
+    pub location_id: Option<String>,
+    pub client_name: Option<String>,
+    pub client_email: Option<String>,
+    pub status: Option<String>,
+}
+
+/// A staff action the sandbox cannot carry out: the control API's 400, 404 or 409.
+#[derive(Debug, PartialEq)]
+pub enum StaffRefusal {
+    Invalid(String),
+    NotFound(String),
+    Conflict(String),
+}
 
 #[derive(Debug, Default)]
 pub struct Records {
@@ -316,28 +375,40 @@ impl Records {
             location_name: location.name.into(),
             practitioner_id: practitioner.id.into(),
             practitioner_name: practitioner.complete_name.into(),
+            practitioner_email: practitioner.email.into(),
             send_client_email_notification: input.send_client_email_notification.unwrap_or(false),
             reminder_type: input.reminder_type,
             client_time_zone: input.client_time_zone,
             notes: input.notes,
             cancellation_reason: None,
             date_created: now_ms,
+            booked_by_client: false,
+            created_by: "API".into(),
+            intake_id: None,
+            staff: false,
         };
         appointment.set_start(start, settings.time_zone);
         self.appointments.push(appointment.clone());
         Ok(appointment)
     }
 
+    /// `GET /appointments/{id}`.
+    pub fn appointment(&self, id: &str) -> Option<&Appointment> {
+        self.appointments.iter().find(|a| a.id == id)
+    }
+
     /// `GET /appointments`: `client` is an email (exact) or part of a name. `startDate`/`endDate` are dates in
     /// the practice's time zone, both inclusive: an appointment matches when its start, in that zone, falls on
-    /// a date from `startDate` to `endDate`.
+    /// a date from `startDate` to `endDate`. Every status unless `status` names one. Newest first: the latest
+    /// start first, and of two with the same start the one created last.
     pub fn list_appointments(&self, query: &AppointmentQuery, zone: Tz) -> Result<Vec<Appointment>, Rejection> {
         let from = query.start_date.as_deref().map(date).transpose()?;
         let until = query.end_date.as_deref().map(date).transpose()?;
         let client = query.client.as_deref().map(str::to_lowercase);
-        let matches = self
+        let mut matches: Vec<&Appointment> = self
             .appointments
             .iter()
+            .rev()
             .filter(|a| {
                 client.as_deref().is_none_or(|c| {
                     a.client_email.to_lowercase() == c || a.client_name.to_lowercase().contains(c)
@@ -349,40 +420,201 @@ impl Records {
             })
             .filter(|a| query.status.as_deref().is_none_or(|s| a.status.eq_ignore_ascii_case(s)))
             .collect();
+        // Stable: of two with the same start, the one created last (first, reversed) stays first.
+        matches.sort_by_key(|a| std::cmp::Reverse(a.start_date));
         Ok(page(matches, query.page))
     }
 
-    pub fn update_appointment(&mut self, input: AppointmentInput, settings: &Settings) -> Result<Appointment, Rejection> {
+    /// `PUT /appointments`: `Id` and the fields to change (`UtcDateTime`, `ServiceId`, `LocationId`, `Status`,
+    /// `SendClientEmailNotification`, `ReminderType`, `ClientTimeZone`, `Notes`). The client and the practitioner
+    /// cannot be changed: `ClientId` and `PractitionerId` are ignored. A new start keeps the duration. Everything is
+    /// checked before anything changes. Answers the appointment and the webhook events the change makes
+    /// (`AppointmentRescheduled` for a new start, the status's event for a new status).
+    pub fn update_appointment(
+        &mut self,
+        input: AppointmentInput,
+        settings: &Settings,
+    ) -> Result<(Appointment, Vec<&'static str>), Rejection> {
         let id = input.id.ok_or_else(|| Rejection("Id is required.".into()))?;
+        let service = input
+            .service_id
+            .as_deref()
+            .map(|id| settings.services.iter().find(|s| s.id == id).ok_or_else(|| Rejection("Invalid ServiceId.".into())))
+            .transpose()?;
+        let location = input
+            .location_id
+            .as_deref()
+            .map(|id| settings.locations.iter().find(|l| l.id == id).ok_or_else(|| Rejection("Invalid LocationId.".into())))
+            .transpose()?;
+        if input.status.as_deref().is_some_and(|status| !STATUSES.contains(&status)) {
+            return Err(Rejection("Invalid Status.".into()));
+        }
         let appointment = self
             .appointments
             .iter_mut()
             .find(|a| a.id == id)
-            .ok_or_else(|| Rejection("Appointment not found".into()))?;
-        if let Some(status) = input.status { appointment.status = status }
+            .ok_or_else(|| Rejection(APPOINTMENT_NOT_FOUND.into()))?;
+        let mut events = Vec::new();
         if let Some(start) = input.utc_date_time {
-            appointment.set_start(start, settings.time_zone);
+            if start != appointment.start_date {
+                appointment.set_start(start, settings.time_zone);
+                events.push("AppointmentRescheduled");
+            }
         }
-        if let Some(service_id) = input.service_id {
-            let service = settings.services.iter().find(|s| s.id == service_id)
-                .ok_or_else(|| Rejection("Invalid ServiceId.".into()))?;
-            appointment.service_id = service_id;
+        if let Some(status) = input.status {
+            if status != appointment.status {
+                events.extend(status_event(&status));
+                appointment.status = status;
+            }
+        }
+        if let Some(service) = service {
+            appointment.service_id = service.id.into();
             appointment.service_name = service.name.into();
         }
+        if let Some(location) = location {
+            appointment.location_id = location.id.into();
+            appointment.location_name = location.name.into();
+        }
+        if let Some(v) = input.send_client_email_notification { appointment.send_client_email_notification = v }
+        if input.reminder_type.is_some() { appointment.reminder_type = input.reminder_type }
+        if input.client_time_zone.is_some() { appointment.client_time_zone = input.client_time_zone }
         if input.notes.is_some() { appointment.notes = input.notes }
-        Ok(appointment.clone())
+        Ok((appointment.clone(), events))
     }
 
-    pub fn cancel_appointment(&mut self, body: &Value) -> Result<Appointment, Rejection> {
+    /// `POST /appointments/cancellation` `{"AppointmentId", "Reason"}`: the appointment becomes `Canceled`, and is
+    /// answered with whether that changed anything (cancelling a cancelled one changes nothing, its first reason
+    /// stays).
+    pub fn cancel_appointment(&mut self, body: &Value) -> Result<(Appointment, bool), Rejection> {
         let id = body.get("AppointmentId").and_then(Value::as_str).ok_or_else(|| Rejection("AppointmentId is required.".into()))?;
+        let reason = body.get("Reason").and_then(Value::as_str);
+        self.cancel(id, reason).ok_or_else(|| Rejection(APPOINTMENT_NOT_FOUND.into()))
+    }
+
+    /// Cancels `id` (None when unknown): `Canceled` with `reason`, unless already `Canceled` (then nothing changes).
+    fn cancel(&mut self, id: &str, reason: Option<&str>) -> Option<(Appointment, bool)> {
+        let appointment = self.appointments.iter_mut().find(|a| a.id == id)?;
+        if appointment.status == "Canceled" {
+            return Some((appointment.clone(), false));
+        }
+        appointment.status = "Canceled".into();
+        appointment.cancellation_reason = reason.map(str::to_owned);
+        Some((appointment.clone(), true))
+    }
+
+    /// A staff member books in IntakeQ: an appointment marked as a staff one (`CreatedBy` `Staff`,
+    /// `BookedByClient` false). The client is the one with `ClientEmail` (ignoring case) if there is one, else a new
+    /// one, made up when neither `ClientName` nor `ClientEmail` is given.
+    pub fn create_staff_appointment(
+        &mut self,
+        input: StaffAppointmentInput,
+        settings: &Settings,
+        now_ms: i64,
+    ) -> Result<Appointment, StaffRefusal> {
+        let invalid = |text: String| StaffRefusal::Invalid(text);
+        let practitioner = settings
+            .practitioners
+            .iter()
+            .find(|p| p.id == input.practitioner_id)
+            .ok_or_else(|| invalid(format!("unknown PractitionerId {:?}", input.practitioner_id)))?;
+        let service = match input.service_id.as_deref() {
+            Some(id) => settings.services.iter().find(|s| s.id == id).ok_or_else(|| invalid(format!("unknown ServiceId {id:?}")))?,
+            None => settings.services.first().ok_or_else(|| invalid("the practice has no service".into()))?,
+        };
+        let location = match input.location_id.as_deref() {
+            Some(id) => settings.locations.iter().find(|l| l.id == id).ok_or_else(|| invalid(format!("unknown LocationId {id:?}")))?,
+            None => settings.locations.first().ok_or_else(|| invalid("the practice has no location".into()))?,
+        };
+        let duration = match (input.duration, input.service_id.is_some()) {
+            (Some(minutes), _) => minutes,
+            (None, true) => service.duration,
+            (None, false) => 60,
+        };
+        if !(1..=24 * 60).contains(&duration) {
+            return Err(invalid(format!("Duration must be from 1 to 1440 minutes, not {duration}")));
+        }
+        let status = input.status.unwrap_or_else(|| "Confirmed".into());
+        if !STATUSES.contains(&status.as_str()) {
+            return Err(invalid(format!("Status must be one of {STATUSES:?}, not {status:?}")));
+        }
+        let email = input.client_email.as_deref().map(str::trim).filter(|e| !e.is_empty());
+        let existing = email.and_then(|email| self.clients.iter().find(|c| c.email.eq_ignore_ascii_case(email)));
+        let client = match existing {
+            Some(client) => client.clone(),
+            None => {
+                let n = self.next_client_id + 1;
+                let name = input.client_name.as_deref().map(str::trim).filter(|n| !n.is_empty());
+                let name = name.map(str::to_owned).unwrap_or_else(|| format!("Phone Booking {n}"));
+                let (first_name, last_name) = name.split_once(char::is_whitespace).unwrap_or((&name, ""));
+                let new = ClientInput {
+                    client_id: None,
+                    first_name: Some(first_name.into()),
+                    last_name: Some(last_name.trim().into()),
+                    email: Some(email.map(str::to_owned).unwrap_or_else(|| format!("staff.booking.{n}@example.com"))),
+                    phone: None,
+                    date_of_birth: None,
+                };
+                self.save_client(new, now_ms).map_err(|Rejection(text)| invalid(text))?
+            }
+        };
+        let mut appointment = Appointment {
+            id: appointment_id(now_ms),
+            client_id: client.client_id,
+            client_name: client.name,
+            client_email: client.email,
+            status,
+            start_date: 0,
+            end_date: 0,
+            start_date_iso: String::new(),
+            end_date_iso: String::new(),
+            start_date_local: String::new(),
+            end_date_local: String::new(),
+            start_date_local_formatted: String::new(),
+            duration,
+            service_id: service.id.into(),
+            service_name: service.name.into(),
+            location_id: location.id.into(),
+            location_name: location.name.into(),
+            practitioner_id: practitioner.id.into(),
+            practitioner_name: practitioner.complete_name.into(),
+            practitioner_email: practitioner.email.into(),
+            send_client_email_notification: false,
+            reminder_type: None,
+            client_time_zone: None,
+            notes: None,
+            cancellation_reason: None,
+            date_created: now_ms,
+            booked_by_client: false,
+            created_by: "Staff".into(),
+            intake_id: None,
+            staff: true,
+        };
+        appointment.set_start(input.utc_date_time, settings.time_zone);
+        self.appointments.push(appointment.clone());
+        Ok(appointment)
+    }
+
+    /// A staff member cancels any appointment in IntakeQ: as the cancellation endpoint, with whether it changed.
+    pub fn staff_cancel(&mut self, id: &str, reason: Option<&str>) -> Result<(Appointment, bool), StaffRefusal> {
+        self.cancel(id, reason).ok_or_else(|| StaffRefusal::NotFound(format!("no appointment {id}")))
+    }
+
+    /// A staff member moves any appointment in IntakeQ to start at `start`, keeping its duration; answered with
+    /// whether it moved. A cancelled (`Canceled` or `Declined`) one cannot be moved.
+    pub fn staff_reschedule(&mut self, id: &str, start: i64, zone: Tz) -> Result<(Appointment, bool), StaffRefusal> {
         let appointment = self
             .appointments
             .iter_mut()
             .find(|a| a.id == id)
-            .ok_or_else(|| Rejection("Appointment not found".into()))?;
-        appointment.status = "Canceled".into();
-        appointment.cancellation_reason = body.get("Reason").and_then(Value::as_str).map(str::to_owned);
-        Ok(appointment.clone())
+            .ok_or_else(|| StaffRefusal::NotFound(format!("no appointment {id}")))?;
+        if is_cancelled(&appointment.status) {
+            return Err(StaffRefusal::Conflict(format!("appointment {id} is {}", appointment.status)));
+        }
+        if appointment.start_date == start {
+            return Ok((appointment.clone(), false));
+        }
+        appointment.set_start(start, zone);
+        Ok((appointment.clone(), true))
     }
 
     /// `POST /intakes/send`. With `ClientId` the client must exist (name and email are then ignored). Without

@@ -8,7 +8,7 @@ mod email;
 mod idempotency_key;
 mod person_name;
 mod phone;
-mod start_time;
+pub mod start_time;
 mod text;
 
 use chrono::{DateTime, Utc};

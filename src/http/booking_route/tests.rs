@@ -17,6 +17,7 @@ fn settings(expose_error_debug: bool) -> FlowSettings {
     FlowSettings {
         expose_error_debug, sync_lease_seconds: 60, sync_attempt, inline_sync_budget: std::time::Duration::from_secs(2),
         trusted_caller: false, booking_wait_ms: 1000, abuse: AbuseSettings::OFF, client_address: None, turnstile_header: None,
+        manage_token_secret: Some(crate::support::secret::Secret::new("manage-secret")),
     }
 }
 
@@ -44,7 +45,8 @@ fn a_new_booking_is_201_pending_sync_with_a_warning() {
                "pqAppointmentId": null, "status": "pending_sync", "syncStatus": "pending",
                "start": "2026-12-01T16:00:00Z", "end": "2026-12-01T17:00:00Z", "duration": 60,
                "provider": {"id": "a1000000-0000-4000-8000-000000000001", "name": "Ana Rivera, MD"}, "isDuplicate": false,
-               "intakeFormsStatus": "not_required"})
+               "intakeFormsStatus": "not_required",
+               "manageToken": crate::support::manage_token::issue(&crate::support::secret::Secret::new("manage-secret"), booked().booking.appointment_id)})
     );
     assert_eq!(answer.body["warnings"].as_array().unwrap().len(), 1, "sync is pending");
     assert_eq!(store.booked_with.borrow()[0].1, "req-1", "the request id reaches the database");
@@ -56,8 +58,10 @@ fn a_replay_and_a_duplicate_are_200() {
     let replay = FakeStore::answering(Ok(BookingOutcome { replayed: true, ..booked() }));
     let answer = run(&replay, &form(), false);
     assert_eq!((answer.status, answer.headers.clone()), (200, vec![("Idempotent-Replayed", "true".to_owned())]));
+    assert!(answer.body["data"]["manageToken"].is_string(), "a replay is the same caller: the same token");
     let duplicate = FakeStore::answering(Ok(BookingOutcome { is_duplicate: true, ..booked() }));
     let answer = run(&duplicate, &form(), false);
+    assert_eq!(answer.body["data"]["manageToken"], json!(null), "knowing a patient's details opens no appointment");
     assert_eq!((answer.status, answer.body["data"]["isDuplicate"].clone()), (200, json!(true)));
     assert!(answer.headers.is_empty());
 }

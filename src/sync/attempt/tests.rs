@@ -20,6 +20,7 @@ fn existing(id: &str, status: &str) -> Appointment {
         service_id: Some("7c1e0000-0000-4000-8000-000000000001".into()),
         start_date: Some(START_MS),
         status: Some(status.into()),
+        ..Appointment::default()
     }
 }
 
@@ -44,7 +45,7 @@ fn adopted(outcome: &SyncOutcome) -> Option<&str> {
 fn failure_kind(outcome: &SyncOutcome) -> Option<FailureKind> {
     match outcome {
         SyncOutcome::Failed { kind, .. } => Some(*kind),
-        SyncOutcome::Synced { .. } | SyncOutcome::Cancelled { .. } => None,
+        SyncOutcome::Synced { .. } | SyncOutcome::Cancelled { .. } | SyncOutcome::Applied { .. } => None,
     }
 }
 
@@ -245,7 +246,7 @@ fn a_cancelled_booking_is_never_posted_and_an_earlier_creation_is_found() {
     let intakeq = FakeIntakeq::default();
     intakeq.appointments.borrow_mut().push(existing("bbbbbbbbbbbbbbbbbbbbbbbb", "Confirmed"));
     let outcome = block_on(sync_booking(&intakeq, &lease(), &cancelled));
-    assert_eq!(outcome, SyncOutcome::Cancelled { found_upstream: Some("bbbbbbbbbbbbbbbbbbbbbbbb".into()), client_id: Some("1001".into()) });
+    assert_eq!(outcome, SyncOutcome::Cancelled { found_upstream: Some(existing("bbbbbbbbbbbbbbbbbbbbbbbb", "Confirmed")), client_id: Some("1001".into()) });
     assert_eq!(*intakeq.calls.borrow(), ["appointments_between"], "looked up, never posted");
 
     cancelled.booking.patient.intakeq_client_id = None;
@@ -419,4 +420,114 @@ fn a_top_up_that_took_the_lease_s_last_moments_sends_nothing() {
     let lease = Lease::new(&clock, "2026-11-24T12:00:30Z".parse().unwrap(), 0, Some(slow_top_up));
     assert_eq!(failure_kind(&block_on(sync_booking(&intakeq, &lease, &job(false)))), Some(FailureKind::LeaseTooShort));
     assert!(intakeq.calls.borrow().is_empty(), "nothing sent: {:?}", intakeq.calls.borrow());
+}
+
+const IQ_ID: &str = "cccccccccccccccccccccccc";
+
+/// A job owing IntakeQ `operation` for an appointment IntakeQ has (`IQ_ID`, at the booking's start).
+fn owed(operation: Operation, needs_reconcile: bool) -> (SyncJob, FakeIntakeq) {
+    let mut owed = job(needs_reconcile);
+    owed.operation = Some(operation);
+    owed.booking.pq_appointment_id = Some(IQ_ID.into());
+    owed.booking.patient.intakeq_client_id = Some("1001".into());
+    if operation == Operation::Cancel {
+        owed.booking.status = AppointmentStatus::Cancelled;
+        owed.cancellation_reason = Some("Feeling better".into());
+    }
+    let intakeq = FakeIntakeq::default();
+    intakeq.appointments.borrow_mut().push(existing(IQ_ID, "Confirmed"));
+    (owed, intakeq)
+}
+
+fn status_upstream(intakeq: &FakeIntakeq) -> Option<String> {
+    intakeq.appointments.borrow()[0].status.clone()
+}
+
+#[test]
+fn a_cancel_posts_the_cancellation_once_and_reports_what_it_wrote() {
+    let (cancel, intakeq) = owed(Operation::Cancel, false);
+    let outcome = block_on(sync_booking(&intakeq, &lease(), &cancel));
+    assert!(
+        matches!(&outcome, SyncOutcome::Applied { pq_appointment_id, now: Some(now), written: true }
+                 if pq_appointment_id == IQ_ID && now.status.as_deref() == Some("Canceled")),
+        "{outcome:?}"
+    );
+    assert_eq!(*intakeq.calls.borrow(), ["cancel_appointment"], "no client search, no post, nothing else");
+    assert_eq!(status_upstream(&intakeq).as_deref(), Some("Canceled"));
+}
+
+#[test]
+fn a_cancel_that_may_have_reached_intakeq_rereads_first_and_posts_nothing_when_it_is_cancelled_there() {
+    let (cancel, intakeq) = owed(Operation::Cancel, true);
+    intakeq.appointments.borrow_mut()[0].status = Some("Canceled".into());
+    let outcome = block_on(sync_booking(&intakeq, &lease(), &cancel));
+    assert!(matches!(outcome, SyncOutcome::Applied { written: false, .. }), "{outcome:?}");
+    assert_eq!(*intakeq.calls.borrow(), ["appointment"]);
+
+    // Still active there: the re-read is followed by the cancellation.
+    let (cancel, intakeq) = owed(Operation::Cancel, true);
+    block_on(sync_booking(&intakeq, &lease(), &cancel));
+    assert_eq!(*intakeq.calls.borrow(), ["appointment", "cancel_appointment"]);
+}
+
+#[test]
+fn a_refused_cancel_is_done_when_staff_cancelled_it_already_and_permanent_otherwise() {
+    let (cancel, intakeq) = owed(Operation::Cancel, false);
+    intakeq.appointments.borrow_mut()[0].status = Some("Canceled".into());
+    intakeq.fail_next("cancel_appointment", IntakeqError::Rejected { status: 400, message: "Appointment already cancelled.".into() });
+    let outcome = block_on(sync_booking(&intakeq, &lease(), &cancel));
+    assert!(matches!(outcome, SyncOutcome::Applied { written: false, .. }), "{outcome:?}");
+
+    let (cancel, intakeq) = owed(Operation::Cancel, false);
+    intakeq.fail_next("cancel_appointment", IntakeqError::Rejected { status: 400, message: "Invalid reason.".into() });
+    assert_eq!(failure_kind(&block_on(sync_booking(&intakeq, &lease(), &cancel))), Some(FailureKind::Permanent));
+
+    // A timeout may have cancelled it: ambiguous, so the next attempt re-reads first.
+    let (cancel, intakeq) = owed(Operation::Cancel, false);
+    intakeq.fail_next("cancel_appointment", IntakeqError::TimedOut);
+    assert_eq!(failure_kind(&block_on(sync_booking(&intakeq, &lease(), &cancel))), Some(FailureKind::Ambiguous));
+}
+
+#[test]
+fn a_move_puts_the_new_start_and_reports_it() {
+    let (mut moving, intakeq) = owed(Operation::Move, false);
+    moving.booking.start = "2026-12-02T18:00:00Z".parse().unwrap();
+    let target = moving.booking.start.timestamp_millis();
+    let outcome = block_on(sync_booking(&intakeq, &lease(), &moving));
+    assert!(
+        matches!(&outcome, SyncOutcome::Applied { now: Some(now), written: true, .. } if now.start_date == Some(target)),
+        "{outcome:?}"
+    );
+    assert_eq!(*intakeq.calls.borrow(), ["move_appointment"]);
+    assert_eq!(intakeq.appointments.borrow()[0].start_date, Some(target));
+}
+
+#[test]
+fn a_move_that_may_have_reached_intakeq_is_not_written_twice() {
+    let (mut moving, intakeq) = owed(Operation::Move, true);
+    moving.booking.start = "2026-12-02T18:00:00Z".parse().unwrap();
+    intakeq.appointments.borrow_mut()[0].start_date = Some(moving.booking.start.timestamp_millis());
+    let outcome = block_on(sync_booking(&intakeq, &lease(), &moving));
+    assert!(matches!(outcome, SyncOutcome::Applied { written: false, .. }), "{outcome:?}");
+    assert_eq!(*intakeq.calls.borrow(), ["appointment"], "found there already: no PUT");
+
+    // Cancelled by staff meanwhile: nothing is written; the database's rules cancel ours.
+    let (moving, intakeq) = owed(Operation::Move, true);
+    intakeq.appointments.borrow_mut()[0].status = Some("Canceled".into());
+    let outcome = block_on(sync_booking(&intakeq, &lease(), &moving));
+    assert!(matches!(&outcome, SyncOutcome::Applied { now: Some(now), written: false, .. } if now.is_cancelled()), "{outcome:?}");
+    assert_eq!(*intakeq.calls.borrow(), ["appointment"]);
+}
+
+#[test]
+fn a_reconcile_looks_for_every_start_a_post_may_have_used() {
+    // Posted at 16:00 (timed out), then the patient moved the booking to 18:00 the same day.
+    let mut moved = job(true);
+    moved.posted_starts = vec!["2026-12-01T16:00:00Z".parse().unwrap()];
+    moved.booking.start = "2026-12-01T18:00:00Z".parse().unwrap();
+    let intakeq = FakeIntakeq::default();
+    intakeq.appointments.borrow_mut().push(existing("dddddddddddddddddddddddd", "Confirmed"));
+    let outcome = block_on(sync_booking(&intakeq, &lease(), &moved));
+    assert_eq!(adopted(&outcome), Some("dddddddddddddddddddddddd"), "adopted at the old start, not posted again");
+    assert!(!intakeq.calls.borrow().contains(&"create_appointment"));
 }
