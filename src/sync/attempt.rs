@@ -378,13 +378,15 @@ async fn cancel_upstream(intakeq: &impl Intakeq, lease: &Lease<'_, impl Clock>, 
     }
 }
 
-/// Our new start, in IntakeQ (which tells the patient). Re-read first after an attempt that may have reached
-/// IntakeQ: already there, or cancelled there meanwhile, and nothing is written.
+/// Our new start, in IntakeQ (which tells the patient). After an attempt that may have reached IntakeQ, the
+/// appointment is re-read and nothing is written: what IntakeQ has now goes to the database's rules, which tell
+/// our earlier move landing (done), nothing having changed there (the move is still owed: the job comes back at
+/// once and writes it) and staff having moved or cancelled it meanwhile (ours follows) apart.
 async fn move_upstream(intakeq: &impl Intakeq, lease: &Lease<'_, impl Clock>, job: &SyncJob, id: &str) -> SyncOutcome {
     let target = job.booking.start.timestamp_millis();
     if job.needs_reconcile {
-        match reread(intakeq, lease, id, |now| now.start_date == Some(target)).await {
-            Ok(Some(done)) => return done,
+        match reread(intakeq, lease, id, |_| true).await {
+            Ok(Some(now)) => return now,
             Ok(None) => {}
             Err(outcome) => return outcome,
         }
@@ -402,8 +404,8 @@ async fn move_upstream(intakeq: &impl Intakeq, lease: &Lease<'_, impl Clock>, jo
     }
 }
 
-/// IntakeQ's appointment re-read: `Some` when nothing is left to write (it is cancelled or gone there, or `done`
-/// says the change is there already).
+/// IntakeQ's appointment re-read: `Some` when nothing is to be written now (it is cancelled or gone there, or
+/// `done` says so of what IntakeQ has).
 async fn reread(intakeq: &impl Intakeq, lease: &Lease<'_, impl Clock>, id: &str, done: impl Fn(&Appointment) -> bool)
     -> Result<Option<SyncOutcome>, SyncOutcome> {
     info!(step = "intakeq_reread", outcome = "started", pq_appointment_id = %id);

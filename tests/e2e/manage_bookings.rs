@@ -159,3 +159,26 @@ async fn a_cancel_or_a_move_that_may_have_reached_intakeq_is_looked_up_before_it
     assert_eq!(stack.job_state(&cancelled.id).await.0.split('/').next(), Some("cancelled"));
     assert_eq!(stack.job_state(&moved.id).await.0.split('/').next(), Some("done"));
 }
+
+#[tokio::test]
+async fn a_move_that_never_reached_intakeq_is_written_after_the_reread_finds_it_where_it_was() {
+    let _alone = alone().await;
+    let stack = start_synced(module_path!(), &[]).await;
+    let provider = new_provider(&stack).await;
+    let booked = book(&stack, &provider, 14, 15).await;
+    let pq = booked.pq.clone().unwrap();
+
+    // IntakeQ never answers the PUT, and never carries it out.
+    stack.intakeq_fault(json!({"endpoint": "PUT /appointments", "fault": "hang", "delayMs": 8000})).await;
+    assert_eq!(stack.change(&booked.id, "reschedule", Some(&booked.token), &json!({"start": starts_at(14, 18)})).await.status, 200);
+    stack.run_cron().await;
+    assert!(stack.job_state(&booked.id).await.0.ends_with("/true"), "ambiguous: look first");
+
+    stack.make_sync_jobs_due(&[&booked.id]).await;
+    stack.run_cron().await;
+    let start_ms = chrono::DateTime::parse_from_rfc3339(&starts_at(14, 18)).unwrap().timestamp_millis();
+    assert_eq!(upstream(&stack, &pq).await["StartDate"], start_ms, "found where it was, then moved");
+    assert_eq!(stack.appointment_start(&booked.id).await, starts_at(14, 18), "ours stays where the patient put it");
+    assert_eq!(stack.intakeq_calls("PUT", "/appointments").await, 2, "the hung one, and the one that landed");
+    assert_eq!(stack.job_state(&booked.id).await.0.split('/').next(), Some("done"));
+}

@@ -511,6 +511,18 @@ fn a_move_that_may_have_reached_intakeq_is_not_written_twice() {
     assert!(matches!(outcome, SyncOutcome::Applied { written: false, .. }), "{outcome:?}");
     assert_eq!(*intakeq.calls.borrow(), ["appointment"], "found there already: no PUT");
 
+    // Still where it was, or moved by staff meanwhile: nothing is written either; the database's rules tell the
+    // two apart (the move is still owed, or ours follows staff's).
+    let (mut moving, intakeq) = owed(Operation::Move, true);
+    moving.booking.start = "2026-12-02T18:00:00Z".parse().unwrap();
+    intakeq.appointments.borrow_mut()[0].start_date = Some(START_MS + 3_600_000);
+    let outcome = block_on(sync_booking(&intakeq, &lease(), &moving));
+    assert!(
+        matches!(&outcome, SyncOutcome::Applied { now: Some(now), written: false, .. } if now.start_date == Some(START_MS + 3_600_000)),
+        "{outcome:?}"
+    );
+    assert_eq!(*intakeq.calls.borrow(), ["appointment"], "no PUT over a change staff may have made");
+
     // Cancelled by staff meanwhile: nothing is written; the database's rules cancel ours.
     let (moving, intakeq) = owed(Operation::Move, true);
     intakeq.appointments.borrow_mut()[0].status = Some("Canceled".into());
