@@ -9,6 +9,7 @@ use uuid::Uuid;
 
 use crate::abuse::{AttemptStore, EmailAttempt, Gatekeeper};
 use crate::inbound::{AppliedNudge, CatchUpClaim, ClaimedNudge, InboundSettings, InboundStore, Noted, Nudge};
+use crate::booking::error::{ErrorCode, Step};
 use crate::booking::change::{Cancelled, ChangeStore, ChangedBy, Rescheduled};
 use crate::booking::model::{AppointmentStatus, BookingOutcome, JobState, SyncStatus};
 use crate::booking::request::start_time::StartTime;
@@ -48,14 +49,18 @@ pub struct FakeStore {
     pub waiting_nudges: RefCell<Vec<String>>,
     /// What re-reads handed to the rules: (IntakeQ's id, its appointment now).
     pub applied: RefCell<Vec<(String, Option<Appointment>)>>,
+    /// IntakeQ ids whose re-read the database refuses to apply.
+    pub refuse_apply_of: RefCell<Vec<String>>,
     /// Nudges whose re-read failed: (IntakeQ's id, the wait asked for).
     pub released: RefCell<Vec<(String, Option<u64>)>>,
     /// The catch-up's pages handed to the rules.
     pub applied_pages: RefCell<Vec<Vec<Appointment>>>,
     /// The catch-up's turn has not come.
     pub catch_up_not_due: Cell<bool>,
-    /// How each catch-up turn ended: (completed, error).
-    pub catch_up_finished: RefCell<Vec<(bool, Option<String>)>>,
+    /// Where the catch-up's next turn begins (`None`: page 1).
+    pub catch_up_next_page: Cell<Option<u32>>,
+    /// How each catch-up turn ended: (completed, the page to go on from, error).
+    pub catch_up_finished: RefCell<Vec<(bool, Option<u32>, Option<String>)>>,
     /// Cancels and reschedules asked of the database: (appointment, what, who), and the refusal it answers.
     pub changes: RefCell<Vec<(Uuid, String, &'static str)>>,
     pub change_refusal: RefCell<Option<StoreError>>,
@@ -136,6 +141,9 @@ impl InboundStore for FakeStore {
     }
 
     async fn apply_intakeq_event(&self, nudge: &ClaimedNudge, now: Option<&Appointment>) -> Result<AppliedNudge, StoreError> {
+        if self.refuse_apply_of.borrow().contains(&nudge.pq_appointment_id) {
+            return Err(StoreError::Refused { code: ErrorCode::InvalidRequest, step: Step::RequestValidation, detail: Some("another Id".into()) });
+        }
         self.applied.borrow_mut().push((nudge.pq_appointment_id.clone(), now.cloned()));
         Ok(AppliedNudge { result: Some("unchanged".into()), recorded: true, processed: true })
     }
@@ -145,18 +153,19 @@ impl InboundStore for FakeStore {
         Ok(())
     }
 
-    async fn apply_intakeq_appointments(&self, page: &[Appointment]) -> Result<Value, StoreError> {
+    async fn apply_intakeq_appointments(&self, page: &[Appointment], _lease_token: Uuid) -> Result<Value, StoreError> {
         self.applied_pages.borrow_mut().push(page.to_vec());
         Ok(json!({"unchanged": page.len()}))
     }
 
     async fn claim_intakeq_catchup(&self, _runner: &str, _every_minutes: u32, _lease_seconds: u32) -> Result<CatchUpClaim, StoreError> {
         let due = !self.catch_up_not_due.get();
-        Ok(CatchUpClaim { due, lease_token: due.then(Uuid::new_v4) })
+        Ok(CatchUpClaim { due, lease_token: due.then(Uuid::new_v4), next_page: self.catch_up_next_page.get() })
     }
 
-    async fn finish_intakeq_catchup(&self, _lease_token: Uuid, completed: bool, _counts: &Value, error: Option<&str>) -> Result<(), StoreError> {
-        self.catch_up_finished.borrow_mut().push((completed, error.map(str::to_owned)));
+    async fn finish_intakeq_catchup(&self, _lease_token: Uuid, completed: bool, next_page: Option<u32>, _counts: &Value, error: Option<&str>)
+        -> Result<(), StoreError> {
+        self.catch_up_finished.borrow_mut().push((completed, next_page, error.map(str::to_owned)));
         Ok(())
     }
 
@@ -363,6 +372,8 @@ pub struct FakeIntakeq {
     next_id: Cell<u64>,
     /// How long each call takes (on a real timer); none: it answers at once.
     pub slowness: Cell<Option<std::time::Duration>>,
+    /// `PUT /appointments` answers without moving anything (an appointment IntakeQ will not move).
+    pub keep_start_on_move: Cell<bool>,
 }
 
 impl FakeIntakeq {
@@ -472,7 +483,9 @@ impl Intakeq for FakeIntakeq {
         let Some(appointment) = appointments.iter_mut().find(|a| a.id == change.id) else {
             return Err(IntakeqError::Rejected { status: 400, message: "Appointment not found.".into() });
         };
-        appointment.start_date = Some(change.utc_date_time);
+        if !self.keep_start_on_move.get() {
+            appointment.start_date = Some(change.utc_date_time);
+        }
         Ok(appointment.clone())
     }
 

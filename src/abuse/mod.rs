@@ -54,6 +54,39 @@ pub trait Gatekeeper {
     async fn person_sent(&self, token: &str, address: Option<&str>) -> Result<bool, String>;
 }
 
+/// The per-address limit (when it is on): counts an attempt from `address` and answers whether it is refused. A
+/// binding that cannot be asked lets the attempt through (the booking route's per-email limit still holds).
+pub async fn address_refused(gate: &impl Gatekeeper, abuse: &AbuseSettings, address: Option<&str>) -> bool {
+    if abuse.per_ip_per_minute == 0 {
+        return false;
+    }
+    match gate.address_allowed(&address_key(address)).await {
+        Ok(allowed) => {
+            if !allowed {
+                tracing::warn!(step = "rate_limit", outcome = "refused", code = "RATE_LIMITED", limit = "per_address");
+            }
+            !allowed
+        }
+        Err(error) => {
+            tracing::warn!(step = "rate_limit", outcome = "unchecked", limit = "per_address", error = %error);
+            false
+        }
+    }
+}
+
+/// What the per-address limit counts by: an IPv4 address, or an IPv6 address's /64 (one client usually holds a
+/// whole /64, and would otherwise have billions of addresses to spread its attempts over).
+pub fn address_key(address: Option<&str>) -> String {
+    match address.map(str::trim).map(|a| (a, a.parse::<std::net::Ipv6Addr>())) {
+        Some((_, Ok(v6))) => {
+            let s = v6.segments();
+            format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+        }
+        Some((address, Err(_))) if !address.is_empty() => address.to_owned(),
+        _ => "unknown".to_owned(),
+    }
+}
+
 /// No gate: every check passes (a worker without the binding or Turnstile, and tests of other things).
 pub struct Open;
 

@@ -50,10 +50,12 @@ pub enum ErrorCode {
     AppointmentCancelled,
     /// A cancel or reschedule of an appointment that has started.
     AppointmentStarted,
+    /// A reschedule while staff must first settle a change made in IntakeQ that collides here.
+    AppointmentInReview,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 30] = [
+    pub const ALL: [ErrorCode; 31] = [
         ErrorCode::InvalidRequest,
         ErrorCode::UnsupportedMediaType,
         ErrorCode::PayloadTooLarge,
@@ -84,6 +86,7 @@ impl ErrorCode {
         ErrorCode::AppointmentNotFound,
         ErrorCode::AppointmentCancelled,
         ErrorCode::AppointmentStarted,
+        ErrorCode::AppointmentInReview,
     ];
 
     pub fn status(self) -> u16 {
@@ -96,7 +99,7 @@ impl ErrorCode {
             NotFound | PatientNotFound | ProviderNotFound | InvalidPayer | SyncJobNotFound | AppointmentNotFound => 404,
             IdempotencyKeyReused | ProviderNotBookable | ServiceInstanceNotFound | SlotInPast | PatientMismatch
             | SlotNotOffered | AppointmentStarted => 422,
-            SlotTaken | SyncJobNotDead | PatientSlotTaken | AppointmentCancelled => 409,
+            SlotTaken | SyncJobNotDead | PatientSlotTaken | AppointmentCancelled | AppointmentInReview => 409,
             Unauthorized => 401,
             PatientIdNotAllowed | BotCheckFailed | ChangeNotAllowed => 403,
             RateLimited => 429,
@@ -139,6 +142,7 @@ impl ErrorCode {
             AppointmentNotFound => "We could not find that appointment.",
             AppointmentCancelled => "That appointment was cancelled. Please book a new one.",
             AppointmentStarted => "That appointment has already started and can no longer be changed online. Please call the practice.",
+            AppointmentInReview => "The practice is updating this appointment's time. Please call the practice to change it.",
         }
     }
 
@@ -276,6 +280,7 @@ mod tests {
             ("PATIENT_SLOT_TAKEN", 409), ("SLOT_NOT_OFFERED", 422), ("PATIENT_ID_NOT_ALLOWED", 403),
             ("RATE_LIMITED", 429), ("BOT_CHECK_FAILED", 403), ("CHANGE_NOT_ALLOWED", 403),
             ("APPOINTMENT_NOT_FOUND", 404), ("APPOINTMENT_CANCELLED", 409), ("APPOINTMENT_STARTED", 422),
+            ("APPOINTMENT_IN_REVIEW", 409),
         ];
         assert_eq!(contract.len(), ErrorCode::ALL.len());
         for (name, status) in contract {

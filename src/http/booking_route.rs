@@ -15,7 +15,7 @@ use uuid::Uuid;
 use tracing::{error, info, warn};
 
 use super::answer::{booking_error, Answer, Answered};
-use crate::abuse::{AbuseSettings, AttemptStore, Gatekeeper, PER_IP_RETRY_AFTER};
+use crate::abuse::{address_refused, AbuseSettings, AttemptStore, Gatekeeper, PER_IP_RETRY_AFTER};
 use crate::booking::error::{BookingError, ErrorCode, Step};
 use crate::booking::model::{rfc3339, BookingOutcome, SyncStatus};
 use crate::booking::request::{BookingRequest, Patient};
@@ -71,8 +71,9 @@ pub async fn book<'a>(
         }
         Answered::from(answer)
     };
-    if let Some(refusal) = check_address(gate, settings).await {
-        return refuse(refusal.code, refusal.step, refusal.retry_after);
+    // The per-address limit, before the body is even parsed (the practice's own tools pass).
+    if !settings.trusted_caller && address_refused(gate, &settings.abuse, settings.client_address.as_deref()).await {
+        return refuse(ErrorCode::RateLimited, Step::RateLimit, Some(PER_IP_RETRY_AFTER.as_secs()));
     }
     info!(step = "request_validation", outcome = "started", bytes = body.len());
     let booking = match BookingRequest::parse(body, idempotency_header, clock.now()) {
@@ -188,38 +189,6 @@ struct Refusal {
     code: ErrorCode,
     step: Step,
     retry_after: Option<u64>,
-}
-
-/// The per-address limit, before the body is even parsed (the practice's own tools pass). A binding that cannot
-/// be asked lets the attempt through: the per-email limit still holds.
-async fn check_address(gate: &impl Gatekeeper, settings: &FlowSettings) -> Option<Refusal> {
-    if settings.trusted_caller || settings.abuse.per_ip_per_minute == 0 {
-        return None;
-    }
-    match gate.address_allowed(&address_key(settings.client_address.as_deref())).await {
-        Ok(true) => None,
-        Ok(false) => {
-            warn!(step = "rate_limit", outcome = "refused", code = "RATE_LIMITED", limit = "per_address");
-            Some(Refusal { code: ErrorCode::RateLimited, step: Step::RateLimit, retry_after: Some(PER_IP_RETRY_AFTER.as_secs()) })
-        }
-        Err(error) => {
-            warn!(step = "rate_limit", outcome = "unchecked", limit = "per_address", error = %error);
-            None
-        }
-    }
-}
-
-/// What the per-address limit counts by: an IPv4 address, or an IPv6 address's /64 (one client usually holds a
-/// whole /64, and would otherwise have billions of addresses to spread its attempts over).
-fn address_key(address: Option<&str>) -> String {
-    match address.map(str::trim).map(|a| (a, a.parse::<std::net::Ipv6Addr>())) {
-        Some((_, Ok(v6))) => {
-            let s = v6.segments();
-            format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
-        }
-        Some((address, Err(_))) if !address.is_empty() => address.to_owned(),
-        _ => "unknown".to_owned(),
-    }
 }
 
 /// The checks after parsing, before anything is written: Turnstile's verdict (when on), then the per-email limit

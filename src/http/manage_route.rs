@@ -11,6 +11,7 @@ use tracing::{info, warn};
 use uuid::Uuid;
 
 use super::answer::Answer;
+use crate::abuse::{address_refused, Gatekeeper, PER_IP_RETRY_AFTER};
 use super::{bearer_is, HttpRequest, MAX_BODY_BYTES};
 use crate::booking::change::{Change, ChangeStore, ChangedBy};
 use crate::booking::error::{BookingError, ErrorCode, Step};
@@ -56,6 +57,7 @@ fn changed_by(request: &HttpRequest, config: &Config, appointment_id: Uuid) -> O
 
 pub async fn change(
     store: &impl ChangeStore,
+    gate: &impl Gatekeeper,
     request: &HttpRequest,
     config: &Config,
     clock: &impl Clock,
@@ -63,8 +65,18 @@ pub async fn change(
     (appointment_id, action): (Uuid, Action),
 ) -> Answer {
     let refuse = |error: BookingError| Answer::error(&error, request_id, clock, config.expose_error_debug);
-    // The token first: a stranger learns nothing, not even whether the body would have been valid.
-    let Some(by) = changed_by(request, config, appointment_id) else {
+    let by = changed_by(request, config, appointment_id);
+    // The booking route's per-address limit, for everyone but the practice's tools and staff: no one guesses
+    // tokens, or moves an appointment (an email to the patient each time), as fast as they like.
+    if !matches!(by, Some(ChangedBy::Partner | ChangedBy::Staff))
+        && address_refused(gate, &config.abuse, request.header("cf-connecting-ip")).await
+    {
+        let mut answer = refuse(BookingError::new(ErrorCode::RateLimited, Step::RateLimit));
+        answer.headers.push(("Retry-After", PER_IP_RETRY_AFTER.as_secs().to_string()));
+        return answer;
+    }
+    // Then the token: a stranger learns nothing, not even whether the body would have been valid.
+    let Some(by) = by else {
         warn!(step = "authorization", outcome = "refused", appointment_id = %appointment_id, action = ?action);
         return refuse(BookingError::new(ErrorCode::ChangeNotAllowed, Step::Authorization));
     };

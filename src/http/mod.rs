@@ -211,7 +211,7 @@ async fn route<'a, S: BookingStore + SyncStore + AttemptStore + InboundStore + C
         },
         ("GET", SYNC_HEALTH_PATH) | ("POST", REQUEUE_PATH) => staff::route(request, config, store, clock, request_id).await.into(),
         ("POST", path) => match manage_route::parse_path(path) {
-            Some(target) => manage_route::change(store, request, config, clock, request_id, target).await.into(),
+            Some(target) => manage_route::change(store, gate, request, config, clock, request_id, target).await.into(),
             None => fail(ErrorCode::NotFound, Step::Routing),
         },
         _ => fail(ErrorCode::NotFound, Step::Routing),

@@ -177,7 +177,7 @@ fn a_requeue_names_one_job_or_a_time_never_both() {
 #[test]
 fn an_intakeq_webhook_to_the_secret_path_is_kept_and_any_other_secret_is_an_unknown_path() {
     let store = FakeStore::default();
-    let body = br#"{"EventType": "AppointmentCanceled", "ActionPerformedByClient": false, "Appointment": {"Id": "5f9a0001"}}"#;
+    let body = br#"{"EventType": "AppointmentCanceled", "ActionPerformedByClient": false, "Appointment": {"Id": "5f9a00000000000000000001"}}"#;
     let kept = send(&store, &request("POST", "/api/intakeq/webhooks/hook-secret-1", &[], body));
     assert_eq!((kept.status, &json_body(&kept)["data"]["duplicate"]), (200, &json!(false)));
     let again = send(&store, &request("POST", "/api/intakeq/webhooks/hook-secret-1", &[], body));
@@ -258,4 +258,26 @@ fn a_reschedule_answers_the_new_times_and_the_database_s_refusals_in_the_contrac
     assert_eq!(response.status, 405);
     let response = send(&store, &request("POST", "/api/patient-booking/appointments/not-an-id/cancel", &[], b""));
     assert_eq!(response.status, 404);
+}
+
+#[test]
+fn the_per_address_limit_holds_for_manage_tokens_and_guesses_but_not_for_the_practice_s_tools() {
+    let store = FakeStore::default();
+    let gate = crate::testing::FakeGate { address_refused: true, ..Default::default() };
+    let config = config();
+    let change = |bearer: &str| {
+        let authorization = format!("Bearer {bearer}");
+        let request = request("POST", &format!("/api/patient-booking/appointments/{APPOINTMENT}/cancel"),
+                              &[("Authorization", authorization.as_str()), ("CF-Connecting-IP", "203.0.113.9")], b"");
+        let request_id = RequestId::from_header(None);
+        let response = block_on(handle(&request, &request_id, &config, Some(&store), None::<&FakeIntakeq>, &gate, &FixedClock)).response;
+        response
+    };
+    for bearer in [manage_token(APPOINTMENT), "m1.guess".to_owned()] {
+        let response = change(&bearer);
+        assert_eq!((response.status, response.header("retry-after")), (429, Some("60")), "{bearer}");
+    }
+    assert_eq!(change("staff-secret").status, 200, "staff are not limited");
+    assert_eq!(change("partner-secret").status, 200, "nor the practice's tools");
+    assert_eq!(*gate.addresses.borrow(), ["203.0.113.9", "203.0.113.9"], "counted by the client's address");
 }

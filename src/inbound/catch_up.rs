@@ -1,8 +1,8 @@
 //! The catch-up: webhooks get lost, so now and then (INTAKEQ_CATCHUP_MINUTES) the cron reads every appointment
 //! IntakeQ has from yesterday to INTAKEQ_CATCHUP_DAYS ahead, page after page (one call of the shared budget each),
 //! and hands each page to the same rules as a re-read. IntakeQ's `updatedSince` is not documented by IntakeQ, so
-//! the window is read whole. A turn that cannot finish (no budget, a failed page) is not counted as done: the
-//! next cron run starts it again.
+//! the window is read whole. A turn the budget stops goes on from its page at the next cron run (IntakeQ allows 10
+//! calls a minute, and a practice's window may hold many more pages); a turn whose page fails backs off.
 
 use std::collections::BTreeMap;
 
@@ -23,6 +23,7 @@ const MAX_PAGES: u32 = 100;
 
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct CatchUpSummary {
+    /// Pages read in this run.
     pub pages: u32,
     pub completed: bool,
     /// How many appointments came to each result of the rules.
@@ -39,14 +40,15 @@ pub async fn catch_up(
 ) -> Result<Option<CatchUpSummary>, StoreError> {
     let claim = store.claim_intakeq_catchup(runner, settings.catch_up_every_minutes, LEASE_SECONDS).await?;
     let (true, Some(token)) = (claim.due, claim.lease_token) else { return Ok(None) };
+    let first_page = claim.next_page.unwrap_or(1).clamp(1, MAX_PAGES);
     let today = clock.now().date_naive();
     // IntakeQ reads the dates in a zone it does not name: a day either side covers every zone's.
     let (from, to) = (today - Days::new(1), today + Days::new(u64::from(settings.catch_up_days) + 1));
     let mut summary = CatchUpSummary::default();
-    let mut error = None;
-    for page in 1..=MAX_PAGES {
+    let (mut error, mut stopped_at) = (None, None);
+    for page in first_page..=MAX_PAGES {
         let Some(call) = reserve_call(store, runner, settings).await? else {
-            error = Some("IntakeQ's call budget had no call left; the catch-up starts again at the next run".to_owned());
+            stopped_at = Some(page);
             break;
         };
         let appointments = intakeq.appointments_of_practice(from, to, page).await;
@@ -58,24 +60,30 @@ pub async fn catch_up(
                 break;
             }
         };
-        summary.pages = page;
-        let counts = store.apply_intakeq_appointments(&appointments).await?;
-        for (result, count) in counts.as_object().into_iter().flatten() {
-            *summary.results.entry(result.clone()).or_default() += count.as_u64().unwrap_or(0);
+        summary.pages += 1;
+        let counts = store.apply_intakeq_appointments(&appointments, token).await?;
+        if counts.get("recorded") == Some(&Value::Bool(false)) {
+            // The turn's lease ran out and another runner has it now: this one stops, and ends nothing.
+            warn!(step = "intakeq_catch_up", outcome = "lease_lost", runner, pages = summary.pages);
+            return Ok(Some(summary));
+        }
+        for (result, count) in counts.as_object().into_iter().flatten().filter_map(|(r, c)| Some((r, c.as_u64()?))) {
+            *summary.results.entry(result.clone()).or_default() += count;
         }
         if appointments.len() < PAGE_SIZE {
             summary.completed = true;
             break;
         }
     }
-    if !summary.completed && error.is_none() {
+    if !summary.completed && error.is_none() && stopped_at.is_none() {
         error = Some(format!("more than {MAX_PAGES} pages of appointments"));
     }
     let counts: Value = json!({"pages": summary.pages, "results": summary.results});
-    store.finish_intakeq_catchup(token, summary.completed, &counts, error.as_deref()).await?;
-    match &error {
-        None => info!(step = "intakeq_catch_up", outcome = "completed", runner, pages = summary.pages, results = ?summary.results),
-        Some(error) => warn!(step = "intakeq_catch_up", outcome = "unfinished", runner, pages = summary.pages, error = %error),
+    store.finish_intakeq_catchup(token, summary.completed, stopped_at, &counts, error.as_deref()).await?;
+    match (&error, stopped_at) {
+        (Some(error), _) => warn!(step = "intakeq_catch_up", outcome = "failed", runner, pages = summary.pages, error = %error),
+        (None, Some(page)) => info!(step = "intakeq_catch_up", outcome = "goes_on_next_run", runner, pages = summary.pages, next_page = page),
+        (None, None) => info!(step = "intakeq_catch_up", outcome = "completed", runner, pages = summary.pages, results = ?summary.results),
     }
     Ok(Some(summary))
 }
@@ -106,7 +114,23 @@ mod tests {
         assert_eq!(store.applied_pages.borrow().iter().map(Vec::len).collect::<Vec<_>>(), [100, 100, 50]);
         let window = intakeq.lookups.borrow()[0];
         assert_eq!((window.0.to_string(), window.1.to_string()), ("2026-11-23".into(), "2027-01-24".into()), "yesterday to 60 days and one ahead");
-        assert_eq!(store.catch_up_finished.borrow().as_slice(), [(true, None)]);
+        assert_eq!(store.catch_up_finished.borrow().as_slice(), [(true, None, None)]);
+    }
+
+    #[test]
+    fn a_turn_the_budget_stops_goes_on_from_its_page_at_the_next_run() {
+        let store = FakeStore::default();
+        store.budget_left.set(Some(2));
+        let intakeq = intakeq_with(450);
+        let summary = block_on(catch_up(&store, &intakeq, &FixedClock, "cron-1", &inbound_settings())).unwrap().unwrap();
+        assert_eq!((summary.pages, summary.completed), (2, false));
+        assert_eq!(store.catch_up_finished.borrow()[0], (false, Some(3), None), "not a failure: page 3 is next");
+
+        store.budget_left.set(None);
+        store.catch_up_next_page.set(Some(3));
+        let summary = block_on(catch_up(&store, &intakeq, &FixedClock, "cron-1", &inbound_settings())).unwrap().unwrap();
+        assert_eq!((summary.pages, summary.completed), (3, true), "pages 3, 4 and 5");
+        assert_eq!(store.applied_pages.borrow().iter().map(Vec::len).collect::<Vec<_>>(), [100, 100, 100, 100, 50], "each page once");
     }
 
     #[test]
@@ -123,6 +147,6 @@ mod tests {
         let summary = block_on(catch_up(&store, &intakeq, &FixedClock, "cron-1", &inbound_settings())).unwrap().unwrap();
         assert!(!summary.completed);
         let finished = store.catch_up_finished.borrow();
-        assert!(!finished[0].0 && finished[0].1.as_deref().is_some_and(|e| e.contains("503")), "{finished:?}");
+        assert!(!finished[0].0 && finished[0].1.is_none() && finished[0].2.as_deref().is_some_and(|e| e.contains("503")), "{finished:?}");
     }
 }

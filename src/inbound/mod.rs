@@ -37,12 +37,15 @@ impl Nudge {
         fn text(value: Option<&Value>) -> Option<&str> {
             value.and_then(Value::as_str).map(str::trim).filter(|s| (1..=64).contains(&s.len()))
         }
+        // One spelling per appointment (IntakeQ writes its ids in lower case): no twin nudges, no id the database
+        // would find differs from IntakeQ's answer.
         let pq_appointment_id = text(payload.pointer("/Appointment/Id"))
             .filter(|id| is_appointment_id(id))
-            .ok_or_else(|| field("Appointment.Id", "is required: 1-64 letters, digits, - or _"))?;
+            .ok_or_else(|| field("Appointment.Id", "is required: IntakeQ's id, 24 hexadecimal characters"))?
+            .to_ascii_lowercase();
         let event_type = text(payload.get("EventType")).ok_or_else(|| field("EventType", "is required: 1-64 characters"))?;
         Ok(Nudge {
-            pq_appointment_id: pq_appointment_id.to_owned(),
+            pq_appointment_id,
             event_type: event_type.to_owned(),
             by_client: payload.get("ActionPerformedByClient").and_then(Value::as_bool).unwrap_or(false),
         })
@@ -85,6 +88,9 @@ pub struct CatchUpClaim {
     pub due: bool,
     #[serde(default)]
     pub lease_token: Option<Uuid>,
+    /// The page to read first: where a run the budget stopped left off (1: from the start).
+    #[serde(default)]
+    pub next_page: Option<u32>,
 }
 
 /// How the cron re-reads nudges and catches up.
@@ -154,12 +160,14 @@ pub trait InboundStore {
     async fn apply_intakeq_event(&self, nudge: &ClaimedNudge, now: Option<&Appointment>) -> Result<AppliedNudge, StoreError>;
     /// The re-read failed: the nudge waits (with backoff, or until `retry_after_seconds`).
     async fn release_intakeq_event(&self, nudge: &ClaimedNudge, error: &str, retry_after_seconds: Option<u64>) -> Result<(), StoreError>;
-    /// Applies a page of the catch-up; answers the count of each result.
-    async fn apply_intakeq_appointments(&self, page: &[Appointment]) -> Result<Value, StoreError>;
+    /// Applies a page of the catch-up, if `lease_token` still holds its turn; answers the count of each result.
+    async fn apply_intakeq_appointments(&self, page: &[Appointment], lease_token: Uuid) -> Result<Value, StoreError>;
     /// The catch-up's turn, when it is due (every `every_minutes`; 0: every run) and nobody holds it.
     async fn claim_intakeq_catchup(&self, runner: &str, every_minutes: u32, lease_seconds: u32) -> Result<CatchUpClaim, StoreError>;
-    /// Ends the catch-up's turn: `completed` when every page was read and applied.
-    async fn finish_intakeq_catchup(&self, lease_token: Uuid, completed: bool, counts: &Value, error: Option<&str>) -> Result<(), StoreError>;
+    /// Ends the catch-up's turn: `completed` when every page was read and applied; else stopped at `next_page` by
+    /// the budget (not a failure: the next run goes on from there), or failed with `error` (it backs off).
+    async fn finish_intakeq_catchup(&self, lease_token: Uuid, completed: bool, next_page: Option<u32>, counts: &Value, error: Option<&str>)
+        -> Result<(), StoreError>;
     /// Reserves `calls` of IntakeQ's budget under `lease_token` for `hold_seconds` (never ahead of a due booking).
     async fn reserve_intakeq_budget(&self, holder: &str, lease_token: Uuid, calls: u32, hold_seconds: u32, budget: &CallBudget)
         -> Result<Reservation, StoreError>;
@@ -186,7 +194,10 @@ mod tests {
         let names = |body: &[u8]| Nudge::parse(body).unwrap_err().into_iter().map(|e| e.field).collect::<Vec<_>>();
         assert_eq!(names(b"not json"), ["body"]);
         assert_eq!(names(br#"{"EventType": "AppointmentCanceled", "Appointment": {}}"#), ["Appointment.Id"]);
-        assert_eq!(names(br#"{"Appointment": {"Id": "a"}}"#), ["EventType"]);
-        assert_eq!(names(format!(r#"{{"EventType": "X", "Appointment": {{"Id": "{}"}}}}"#, "a".repeat(65)).as_bytes()), ["Appointment.Id"]);
+        assert_eq!(names(br#"{"Appointment": {"Id": "5f9a00000000000000000001"}}"#), ["EventType"]);
+        assert_eq!(names(format!(r#"{{"EventType": "X", "Appointment": {{"Id": "{}"}}}}"#, "a".repeat(25)).as_bytes()), ["Appointment.Id"]);
+        assert_eq!(names(br#"{"EventType": "X", "Appointment": {"Id": "../../clients?x=5f9a0000000000000001"}}"#), ["Appointment.Id"]);
+        let upper = br#"{"EventType": "X", "Appointment": {"Id": "5F9A00000000000000000001"}}"#;
+        assert_eq!(Nudge::parse(upper).unwrap().pq_appointment_id, "5f9a00000000000000000001", "one spelling per appointment");
     }
 }

@@ -39,12 +39,22 @@ pub async fn reread_nudges(
         let now = intakeq.appointment(&nudge.pq_appointment_id).await;
         report_calls(store, runner, settings, token, 1, now.as_ref().err()).await;
         match now {
-            Ok(now) => {
-                let applied = store.apply_intakeq_event(&nudge, now.as_ref()).await?;
-                info!(step = "intakeq_reread", outcome = "applied", pq_appointment_id = %nudge.pq_appointment_id,
-                      result = ?applied.result, recorded = applied.recorded, processed = applied.processed);
-                summary.applied += 1;
-            }
+            Ok(now) => match store.apply_intakeq_event(&nudge, now.as_ref()).await {
+                Ok(applied) => {
+                    info!(step = "intakeq_reread", outcome = "applied", pq_appointment_id = %nudge.pq_appointment_id,
+                          result = ?applied.result, recorded = applied.recorded, processed = applied.processed);
+                    summary.applied += 1;
+                }
+                // The database is away: so is every other nudge's apply.
+                Err(error @ StoreError::Unavailable { .. }) => return Err(error),
+                // The database refused what IntakeQ answered: this nudge waits (with backoff, visible in sync
+                // health) and the others go on, so no one nudge holds up the queue.
+                Err(error) => {
+                    warn!(step = "intakeq_reread", outcome = "not_applied", pq_appointment_id = %nudge.pq_appointment_id, debug = %error.debug());
+                    store.release_intakeq_event(&nudge, &format!("IntakeQ's answer could not be applied: {}", error.debug()), None).await?;
+                    summary.failed += 1;
+                }
+            },
             Err(error) => {
                 warn!(step = "intakeq_reread", outcome = "failed", pq_appointment_id = %nudge.pq_appointment_id, error = %error);
                 store.release_intakeq_event(&nudge, &format!("GET /appointments/{{id}}: {error}"), pause_after(settings, &error)).await?;
@@ -84,6 +94,18 @@ mod tests {
         assert_eq!(applied[0].1.as_ref().and_then(|a| a.status.as_deref()), Some("Canceled"), "what IntakeQ says now");
         assert_eq!(applied[1], ("bbbbbbbbbbbbbbbbbbbbbbbb".into(), None), "gone from IntakeQ: applied as such");
         assert_eq!(*store.budget_reports.borrow(), [1, 1, 0], "one call each; the last reservation, unused, goes back");
+    }
+
+    #[test]
+    fn a_nudge_the_database_refuses_waits_and_the_others_go_on() {
+        let store = FakeStore::default();
+        store.waiting_nudges.borrow_mut().extend(["aaaaaaaaaaaaaaaaaaaaaaaa", "bbbbbbbbbbbbbbbbbbbbbbbb"].map(String::from));
+        store.refuse_apply_of.borrow_mut().push("aaaaaaaaaaaaaaaaaaaaaaaa".into());
+        let intakeq = FakeIntakeq::default();
+        let summary = block_on(reread_nudges(&store, &intakeq, "cron-1", &inbound_settings())).unwrap();
+        assert_eq!((summary.applied, summary.failed), (1, 1));
+        assert_eq!(store.released.borrow()[0].0, "aaaaaaaaaaaaaaaaaaaaaaaa");
+        assert_eq!(store.applied.borrow().last().unwrap().0, "bbbbbbbbbbbbbbbbbbbbbbbb", "the next one was applied");
     }
 
     #[test]

@@ -28,6 +28,8 @@ pub fn read_done(status: u16, retry_after: Option<&str>, body: &str) -> Result<(
 fn refusal(status: u16, retry_after: Option<&str>, json: Option<Value>) -> IntakeqError {
     match status {
         429 => IntakeqError::RateLimited { retry_after_seconds: retry_after.and_then(|v| v.trim().parse().ok()) },
+        404 if json.as_ref().is_some_and(|v| v.get("Message").is_some()) => IntakeqError::NotFound,
+        404 => IntakeqError::NotJson { status },
         400..=499 => {
             let message = json
                 .as_ref()
@@ -59,6 +61,9 @@ mod tests {
         assert_eq!(read::<Vec<Client>>(500, None, r#"{"Message": "An error has occurred."}"#), Err(IntakeqError::ServerError { status: 500 }));
         assert_eq!(read::<Vec<Client>>(503, None, "<html>503</html>"), Err(IntakeqError::NotJson { status: 503 }));
         assert_eq!(read_done(200, None, ""), Ok(()), "a cancellation's body does not matter");
+        assert_eq!(read::<Vec<Client>>(404, None, r#"{"Message": "Appointment not found."}"#), Err(IntakeqError::NotFound));
+        assert_eq!(read::<Vec<Client>>(404, None, "<html>Not Found</html>"), Err(IntakeqError::NotJson { status: 404 }),
+                   "a 404 page that is not IntakeQ's says nothing about the appointment");
         assert!(matches!(read_done(400, None, r#"{"Message": "Appointment not found."}"#), Err(IntakeqError::Rejected { status: 400, .. })));
     }
 }

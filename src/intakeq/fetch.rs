@@ -96,7 +96,7 @@ impl Intakeq for IntakeqFetch {
             return Err(IntakeqError::Rejected { status: 400, message: "not an IntakeQ appointment id".into() });
         }
         match self.call(Method::Get, &format!("/appointments/{id}"), &[], None).await {
-            Err(IntakeqError::Rejected { status: 404, .. }) => Ok(None),
+            Err(IntakeqError::NotFound) => Ok(None),
             answer => answer.map(Some),
         }
     }

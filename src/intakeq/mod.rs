@@ -37,6 +37,9 @@ pub enum IntakeqError {
     NotJson { status: u16 },
     /// Any other 4xx ("Invalid ServiceId.", a bad key): retrying will not help.
     Rejected { status: u16, message: String },
+    /// 404 with IntakeQ's own JSON error: IntakeQ has no such thing. (A 404 page that is not IntakeQ's JSON, from
+    /// a proxy or a wrong base URL, says nothing about the appointment: it is `NotJson`.)
+    NotFound,
     /// A search went on for more pages than an attempt reads: it could not be completed.
     TooManyPages,
     /// Not sent: the caller's lease would run out before the call could finish.
@@ -49,7 +52,8 @@ impl IntakeqError {
     /// IntakeQ answered without refusing our key (a 429, a 5xx or a rejection of the request is still an answer).
     pub fn accepted_our_key(&self) -> bool {
         match self {
-            IntakeqError::RateLimited { .. } | IntakeqError::ServerError { .. } | IntakeqError::NotJson { .. } => true,
+            IntakeqError::RateLimited { .. } | IntakeqError::ServerError { .. } | IntakeqError::NotJson { .. }
+            | IntakeqError::NotFound => true,
             IntakeqError::Rejected { status, .. } => !matches!(status, 401 | 403),
             IntakeqError::TimedOut | IntakeqError::Unreachable(_) | IntakeqError::TooManyPages | IntakeqError::LeaseTooShort
             | IntakeqError::NoBudget => false,
@@ -67,6 +71,7 @@ impl fmt::Display for IntakeqError {
             IntakeqError::ServerError { status } => write!(f, "server error ({status})"),
             IntakeqError::NotJson { status } => write!(f, "an answer that is not JSON ({status})"),
             IntakeqError::Rejected { status, message } => write!(f, "rejected ({status}): {message}"),
+            IntakeqError::NotFound => write!(f, "not found (404)"),
             IntakeqError::TooManyPages => write!(f, "more pages than an attempt reads"),
             IntakeqError::LeaseTooShort => write!(f, "not sent: the lease would run out first"),
             IntakeqError::NoBudget => write!(f, "not sent: IntakeQ's call budget has no call left for now"),

@@ -80,9 +80,10 @@ pub struct Cancellation {
     pub reason: String,
 }
 
-/// IntakeQ's appointment ids are 24 hexadecimal characters; anything of this shape is safe in a URL path.
+/// IntakeQ's appointment ids are 24 hexadecimal characters (safe in a URL path). Anything else in a webhook is
+/// not IntakeQ's, and is never re-read.
 pub fn is_appointment_id(id: &str) -> bool {
-    (1..=64).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    id.len() == 24 && id.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 /// `POST /intakes/send`: the questionnaire to a client that exists.

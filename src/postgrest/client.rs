@@ -110,8 +110,8 @@ impl InboundStore for PostgrestStore {
         self.rpc("release_intakeq_event", &arguments::release_intakeq_event(nudge, error, retry_after_seconds)).await.map(|_| ())
     }
 
-    async fn apply_intakeq_appointments(&self, page: &[Appointment]) -> Result<Value, StoreError> {
-        self.call("apply_intakeq_appointments", &json!({"p_appointments": page})).await
+    async fn apply_intakeq_appointments(&self, page: &[Appointment], lease_token: Uuid) -> Result<Value, StoreError> {
+        self.call("apply_intakeq_appointments", &json!({"p_appointments": page, "p_lease_token": lease_token})).await
     }
 
     async fn claim_intakeq_catchup(&self, runner: &str, every_minutes: u32, lease_seconds: u32) -> Result<CatchUpClaim, StoreError> {
@@ -119,8 +119,10 @@ impl InboundStore for PostgrestStore {
         self.call("claim_intakeq_catchup", &arguments).await
     }
 
-    async fn finish_intakeq_catchup(&self, lease_token: Uuid, completed: bool, counts: &Value, error: Option<&str>) -> Result<(), StoreError> {
-        let arguments = json!({"p_lease_token": lease_token, "p_completed": completed, "p_counts": counts, "p_error": error});
+    async fn finish_intakeq_catchup(&self, lease_token: Uuid, completed: bool, next_page: Option<u32>, counts: &Value, error: Option<&str>)
+        -> Result<(), StoreError> {
+        let arguments = json!({"p_lease_token": lease_token, "p_completed": completed, "p_next_page": next_page, "p_counts": counts,
+                               "p_error": error});
         self.rpc("finish_intakeq_catchup", &arguments).await.map(|_| ())
     }
 

@@ -90,7 +90,7 @@ fn kind_of(error: &IntakeqError, may_have_created: bool) -> FailureKind {
         IntakeqError::LeaseTooShort => FailureKind::LeaseTooShort,
         IntakeqError::NoBudget => FailureKind::NoBudget,
         IntakeqError::Rejected { status: 401 | 403, .. } => FailureKind::Authentication,
-        IntakeqError::Rejected { .. } => FailureKind::Permanent,
+        IntakeqError::Rejected { .. } | IntakeqError::NotFound => FailureKind::Permanent,
         _ if may_have_created => FailureKind::Ambiguous,
         _ => FailureKind::Transient,
     }
@@ -394,6 +394,12 @@ async fn move_upstream(intakeq: &impl Intakeq, lease: &Lease<'_, impl Clock>, jo
     info!(step = "intakeq_move", outcome = "started", pq_appointment_id = %id);
     let change = AppointmentMove { id: id.to_owned(), utc_date_time: target, send_client_email_notification: true };
     match lease.call(intakeq.move_appointment(&change)).await {
+        // IntakeQ answered, but kept another start (a locked appointment, say): written again, it would do the
+        // same, and the patient would get an email each time. Staff must look.
+        Ok(now) if now.start_date.is_some_and(|start| start != target) => {
+            warn!(step = "intakeq_move", outcome = "not_taken", pq_appointment_id = %id);
+            failed(FailureKind::Permanent, "PUT /appointments: IntakeQ answered with another start than the one sent".into(), None)
+        }
         Ok(now) => {
             info!(step = "intakeq_move", outcome = "ok", pq_appointment_id = %id);
             // What IntakeQ answers is what it has now; an answer without the start still has ours.
@@ -421,7 +427,7 @@ async fn reread(intakeq: &impl Intakeq, lease: &Lease<'_, impl Clock>, id: &str,
 /// meanwhile, so it is re-read before the refusal is taken as final. Any other failure may have reached IntakeQ.
 async fn refused_or_failed(intakeq: &impl Intakeq, lease: &Lease<'_, impl Clock>, id: &str, call: &str, error: IntakeqError) -> SyncOutcome {
     warn!(step = "intakeq_change", outcome = "failed", call, error = %error);
-    if !matches!(error, IntakeqError::Rejected { status, .. } if status != 401 && status != 403) {
+    if !matches!(error, IntakeqError::NotFound) && !matches!(error, IntakeqError::Rejected { status, .. } if status != 401 && status != 403) {
         return call_failed(call, error, true, None);
     }
     match reread(intakeq, lease, id, |_| false).await {

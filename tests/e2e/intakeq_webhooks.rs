@@ -4,7 +4,7 @@
 
 use serde_json::json;
 
-use crate::support::{start_with, unique, Stack};
+use crate::support::{start_with, Stack};
 
 const SECRET: &str = "e2e-webhook-secret-7f3a";
 
@@ -14,6 +14,11 @@ async fn post_webhook(stack: &Stack, secret: &str, appointment: &str, event: &st
     let response = stack.http.post(format!("{}/api/intakeq/webhooks/{secret}", stack.worker)).json(&body).send().await.unwrap();
     let status = response.status().as_u16();
     (status, response.json().await.unwrap_or_default())
+}
+
+/// An IntakeQ appointment id (24 hexadecimal characters) no other test uses.
+fn iq_id() -> String {
+    format!("{:024x}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos())
 }
 
 async fn waiting(stack: &Stack, appointment: &str) -> (i64, i32) {
@@ -27,7 +32,7 @@ async fn waiting(stack: &Stack, appointment: &str) -> (i64, i32) {
 #[tokio::test]
 async fn a_webhook_to_the_secret_path_is_kept_once_and_a_wrong_secret_stores_nothing() {
     let stack = start_with(module_path!(), None, false, &[("INTAKEQ_WEBHOOK_SECRET", SECRET)]).await;
-    let appointment = unique("pq");
+    let appointment = iq_id();
 
     let (status, body) = post_webhook(&stack, SECRET, &appointment, "AppointmentCanceled").await;
     assert_eq!((status, &body["data"]["duplicate"]), (200, &json!(false)), "{body}");
@@ -35,7 +40,7 @@ async fn a_webhook_to_the_secret_path_is_kept_once_and_a_wrong_secret_stores_not
     assert_eq!((status, &body["data"]["duplicate"]), (200, &json!(true)), "the same webhook again: {body}");
     assert_eq!(waiting(&stack, &appointment).await, (1, 2), "one appointment to re-read, received twice");
 
-    let other = unique("pq-wrong-secret");
+    let other = iq_id();
     let (status, body) = post_webhook(&stack, "not-the-secret", &other, "AppointmentCanceled").await;
     assert_eq!((status, &body["code"]), (404, &json!("NOT_FOUND")));
     assert_eq!(waiting(&stack, &other).await.0, 0, "nothing stored");

@@ -289,8 +289,8 @@ fn with_turnstile_on_a_booking_needs_a_token_siteverify_accepts() {
 
 #[test]
 fn an_ipv6_client_is_counted_by_its_64_and_an_ipv4_one_by_its_address() {
-    assert_eq!(address_key(Some("2001:db8:1:2:aaaa::1")), address_key(Some("2001:db8:1:2:ffff:ffff:ffff:ffff")));
-    assert_ne!(address_key(Some("2001:db8:1:2::1")), address_key(Some("2001:db8:1:3::1")));
-    assert_eq!(address_key(Some("203.0.113.7")), "203.0.113.7");
-    assert_eq!(address_key(None), "unknown");
+    assert_eq!(crate::abuse::address_key(Some("2001:db8:1:2:aaaa::1")), crate::abuse::address_key(Some("2001:db8:1:2:ffff:ffff:ffff:ffff")));
+    assert_ne!(crate::abuse::address_key(Some("2001:db8:1:2::1")), crate::abuse::address_key(Some("2001:db8:1:3::1")));
+    assert_eq!(crate::abuse::address_key(Some("203.0.113.7")), "203.0.113.7");
+    assert_eq!(crate::abuse::address_key(None), "unknown");
 }

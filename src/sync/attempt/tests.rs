@@ -543,3 +543,13 @@ fn a_reconcile_looks_for_every_start_a_post_may_have_used() {
     assert_eq!(adopted(&outcome), Some("dddddddddddddddddddddddd"), "adopted at the old start, not posted again");
     assert!(!intakeq.calls.borrow().contains(&"create_appointment"));
 }
+
+#[test]
+fn a_move_intakeq_answers_with_another_start_is_not_written_again_and_again() {
+    // An IntakeQ that takes the PUT but keeps the old start.
+    let (mut moving, intakeq) = owed(Operation::Move, false);
+    moving.booking.start = "2026-12-02T18:00:00Z".parse().unwrap();
+    intakeq.keep_start_on_move.set(true);
+    let outcome = block_on(sync_booking(&intakeq, &lease(), &moving));
+    assert_eq!(failure_kind(&outcome), Some(FailureKind::Permanent), "{outcome:?}");
+}

@@ -348,13 +348,13 @@ select is(public.apply_intakeq_appointments(jsonb_build_array(
             pg_temp.iq('iq-p1', 'Confirmed', pg_temp.t(87, 15)),
             pg_temp.iq('iq-p2', 'Confirmed', pg_temp.t(87, 17), 60, '5f1a0000000000000000ffff'),
             jsonb_build_object('Status', 'Confirmed'))),
-  '{"moved": 0, "blocked": 1, "ignored": 2, "skipped": 0, "conflict": 0, "cancelled": 0, "unblocked": 0, "unchanged": 0}',
+  '{"moved": 0, "blocked": 1, "ignored": 2, "skipped": 0, "conflict": 0, "recorded": true, "cancelled": 0, "unblocked": 0, "unchanged": 0, "reinstated": 0}',
   'a page: each appointment under its own Id (one without an Id is ignored)');
 select is(public.apply_intakeq_appointments(jsonb_build_array(
             pg_temp.iq('iq-p1', 'Confirmed', pg_temp.t(87, 15)),
             pg_temp.iq('iq-p2', 'Confirmed', pg_temp.t(87, 17), 60, '5f1a0000000000000000ffff'),
             jsonb_build_object('Status', 'Confirmed'))),
-  '{"moved": 0, "blocked": 0, "ignored": 2, "skipped": 0, "conflict": 0, "cancelled": 0, "unblocked": 0, "unchanged": 1}',
+  '{"moved": 0, "blocked": 0, "ignored": 2, "skipped": 0, "conflict": 0, "recorded": true, "cancelled": 0, "unblocked": 0, "unchanged": 1, "reinstated": 0}',
   'the same page again: nothing changes');
 select is(tests.booking_error($$select public.apply_intakeq_appointments('{}')$$), 'PT400 INVALID_REQUEST intakeq_catchup',
   'a page is an array');
@@ -365,7 +365,7 @@ select is(public.apply_intakeq_appointments(jsonb_build_array(jsonb_build_object
 create temp table cu as select public.claim_intakeq_catchup('cron-1', 360, 120) as c;
 select results_eq($$select c->>'due', c->>'lease_token' is not null, (c->>'lease_seconds_left')::int from cu$$,
   $$values ('true', true, 120)$$, 'never completed: due, leased');
-select is(public.claim_intakeq_catchup('cron-2', 0, 120), '{"due": false, "lease_token": null, "lease_seconds_left": null}',
+select is(public.claim_intakeq_catchup('cron-2', 0, 120), '{"due": false, "lease_token": null, "lease_seconds_left": null, "next_page": null}',
   'leased: not due for anyone else, even every run');
 select pg_temp.as_owner($$update public.intakeq_catchup_state set last_started_at = now() - interval '1 minute'$$);
 select is(public.apply_intakeq_appointments(jsonb_build_array(pg_temp.iq('iq-p1', 'Canceled', pg_temp.t(87, 15))))->>'skipped', '1',
