@@ -76,11 +76,15 @@ pub async fn catch_up(
         }
     }
     if !summary.completed && error.is_none() && stopped_at.is_none() {
-        error = Some(format!("more than {MAX_PAGES} pages of appointments"));
+        // As far as a pass reads: the pass ends there (done, with a note for staff), so the next one starts again
+        // at page 1 (the nearest appointments) rather than rereading its last pages for ever.
+        summary.completed = true;
+        error = Some(format!("more than {MAX_PAGES} pages of appointments: the pass read the first {MAX_PAGES}"));
     }
     let counts: Value = json!({"pages": summary.pages, "results": summary.results});
     store.finish_intakeq_catchup(token, summary.completed, stopped_at, &counts, error.as_deref()).await?;
     match (&error, stopped_at) {
+        (Some(error), _) if summary.completed => warn!(step = "intakeq_catch_up", outcome = "completed", runner, pages = summary.pages, error = %error),
         (Some(error), _) => warn!(step = "intakeq_catch_up", outcome = "failed", runner, pages = summary.pages, error = %error),
         (None, Some(page)) => info!(step = "intakeq_catch_up", outcome = "goes_on_next_run", runner, pages = summary.pages, next_page = page),
         (None, None) => info!(step = "intakeq_catch_up", outcome = "completed", runner, pages = summary.pages, results = ?summary.results),

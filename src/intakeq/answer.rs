@@ -28,7 +28,10 @@ pub fn read_done(status: u16, retry_after: Option<&str>, body: &str) -> Result<(
 fn refusal(status: u16, retry_after: Option<&str>, json: Option<Value>) -> IntakeqError {
     match status {
         429 => IntakeqError::RateLimited { retry_after_seconds: retry_after.and_then(|v| v.trim().parse().ok()) },
-        404 if json.as_ref().is_some_and(|v| v.get("Message").is_some()) => IntakeqError::NotFound,
+        // IntakeQ's own "not found" (its JSON error), not its framework's answer to a path it has no route for
+        // (a wrong INTAKEQ_BASE_URL, a retired endpoint), which says nothing about the appointment.
+        404 if json.as_ref().and_then(|v| v.get("Message")?.as_str().map(str::to_owned))
+            .is_some_and(|m| !m.starts_with("No HTTP resource")) => IntakeqError::NotFound,
         404 => IntakeqError::NotJson { status },
         400..=499 => {
             let message = json
@@ -64,6 +67,9 @@ mod tests {
         assert_eq!(read::<Vec<Client>>(404, None, r#"{"Message": "Appointment not found."}"#), Err(IntakeqError::NotFound));
         assert_eq!(read::<Vec<Client>>(404, None, "<html>Not Found</html>"), Err(IntakeqError::NotJson { status: 404 }),
                    "a 404 page that is not IntakeQ's says nothing about the appointment");
+        let route_miss = r#"{"Message": "No HTTP resource was found that matches the request URI 'https://intakeq.com/api/v2/appointments/x'."}"#;
+        assert_eq!(read::<Vec<Client>>(404, None, route_miss), Err(IntakeqError::NotJson { status: 404 }),
+                   "nor does IntakeQ's answer to a path it has no route for");
         assert!(matches!(read_done(400, None, r#"{"Message": "Appointment not found."}"#), Err(IntakeqError::Rejected { status: 400, .. })));
     }
 }

@@ -394,11 +394,19 @@ async fn move_upstream(intakeq: &impl Intakeq, lease: &Lease<'_, impl Clock>, jo
     info!(step = "intakeq_move", outcome = "started", pq_appointment_id = %id);
     let change = AppointmentMove { id: id.to_owned(), utc_date_time: target, send_client_email_notification: true };
     match lease.call(intakeq.move_appointment(&change)).await {
-        // IntakeQ answered, but kept another start (a locked appointment, say): written again, it would do the
-        // same, and the patient would get an email each time. Staff must look.
+        // IntakeQ answered with another start than ours: read it again before believing that (an answer may show
+        // the appointment as it was). Moved after all: done. Moved elsewhere, or cancelled, by staff meanwhile: the
+        // rules take it. Still where it was: IntakeQ kept it (a locked appointment, say); written again, it would
+        // do the same, and the patient would get an email each time: staff must look.
         Ok(now) if now.start_date.is_some_and(|start| start != target) => {
-            warn!(step = "intakeq_move", outcome = "not_taken", pq_appointment_id = %id);
-            failed(FailureKind::Permanent, "PUT /appointments: IntakeQ answered with another start than the one sent".into(), None)
+            warn!(step = "intakeq_move", outcome = "other_start_answered", pq_appointment_id = %id);
+            let kept = now.start_date;
+            match reread(intakeq, lease, id, |again| again.start_date != kept).await {
+                Ok(Some(done)) => done,
+                Ok(None) | Err(_) => {
+                    failed(FailureKind::Permanent, "PUT /appointments: IntakeQ kept another start than the one sent".into(), None)
+                }
+            }
         }
         Ok(now) => {
             info!(step = "intakeq_move", outcome = "ok", pq_appointment_id = %id);

@@ -25,8 +25,9 @@
 --   applied          the outcome of a cancel or a move: IntakeQ's appointment as the attempt last saw it goes
 --                    through the inbound rules (private.apply_intakeq_appointment), so a change staff made
 --                    meanwhile is taken, not overwritten.
---   posted_starts    every start a post of the create may have used: a booking moved before it synced is looked
---                    for at each of them, so a reconcile never misses the first post.
+--   posted_starts    every start a post of the create, or a move, may have used: a booking moved before it synced
+--                    is looked for at each of them, so a reconcile never misses the first post; a re-read finding
+--                    IntakeQ at one of them finds our own write landed (20261126000800).
 --
 -- Lock order: the job's row, then the appointment's row, then the booking advisory locks
 -- (private.lock_booking_slots). record_sync_result (job, then apply's appointment and locks), cancel_appointment
@@ -38,7 +39,7 @@
 alter table public.sync_retry_queue
   add column posted_starts timestamptz[] not null default '{}';
 comment on column public.sync_retry_queue.posted_starts is
-  'Every start a post of this appointment may have used (each lease of the create adds its start): a reconcile looks for each.';
+  'Every start a post or a move of this appointment may have used (each lease of a create or a move adds its start): a reconcile looks for each, and a re-read finding IntakeQ at one finds our own write.';
 
 -- The jobs an attempt has already worked on were posted, if at all, at the appointment's start: appointments
 -- could not move before this migration.
@@ -463,8 +464,9 @@ begin
         last_attempt_at = now(),
         -- if this runner never reports, the job waits out its backoff after the lease, as after a failure
         next_retry_at = now() + make_interval(secs => p_lease_seconds) + private.sync_backoff(q.retry_count + 1, p_max_backoff_minutes),
-        -- this lease may post the appointment at its current start
-        posted_starts = case when a.pq_appointment_id is null and a.status <> 'cancelled'
+        -- this lease may post the appointment at its current start, or move IntakeQ's to it
+        posted_starts = case when a.status <> 'cancelled'
+                                  and (a.pq_appointment_id is null or a.start_time is distinct from a.intakeq_start_time)
                              then array_append(array_remove(q.posted_starts, a.start_time), a.start_time)
                              else q.posted_starts end
     from public.appointments a

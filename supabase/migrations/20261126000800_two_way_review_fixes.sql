@@ -15,14 +15,23 @@
 --                              move we could not apply, and no move of ours is pushed over it: a reschedule then
 --                              would be taken here and never reach IntakeQ. reschedule_appointment refuses it
 --                              (409 APPOINTMENT_IN_REVIEW); a cancel stays allowed.
---   4. A reinstatement in IntakeQ is followed.  Ours cancelled in IntakeQ (cancelled_by 'intakeq') and active there
---                              again: ours is reinstated at IntakeQ's start ('reinstated'), or, when its time is
---                              taken here, stays cancelled with the base still cancelled (so no cancel is owed) and
---                              a 'reinstate_collides' conflict for staff ('conflict'). Before, the base became
---                              active while ours stayed cancelled, and the sync posted a cancellation nobody asked
---                              for. A cancellation made here (patient, partner, staff) is still owed upstream.
---   5. A transient error in record_sync_result's adoption (a 'cancelled' report with what a lookup found) is
---                              raised, so the report is retried, instead of being swallowed and the adoption lost.
+--   4. A reinstatement in IntakeQ is followed.  Ours cancelled, IntakeQ's cancelled as we last knew it (staff
+--                              cancelled it there, or our cancellation landed), and active there again: staff
+--                              reinstated it, and ours is reinstated at IntakeQ's start ('reinstated'), or, when
+--                              its time is taken here, stays cancelled with the base still cancelled (so no cancel
+--                              is owed) and a 'reinstate_collides' conflict for staff ('conflict'). Before, the base
+--                              became active while ours stayed cancelled, and the sync posted a cancellation nobody
+--                              asked for. A cancellation made here that has not reached IntakeQ is still owed.
+--   5. A transient error in record_sync_result, while it stores a 'synced' answer or adopts what a lookup found
+--                              (a 'cancelled' report), is raised, so the report is retried, instead of ending the
+--                              job dead or losing the adoption.
+--   6. A move whose write never landed ends.  A re-read ('applied', not written by the attempt) that finds what we
+--                              owe still owed leaves the same job pending, due now, its attempts and retry window
+--                              kept: a PUT that keeps failing dies (and alerts) instead of starting afresh each
+--                              minute.
+--   7. Our own move landing is ours.  The claim adds a move's start to posted_starts; a re-read finding IntakeQ at
+--                              one of them makes it the base before the rules run, so a patient's later reschedule
+--                              is not taken for a staff move back to the earlier one.
 -- =============================================================================================================
 
 -- 1. The catch-up resumes -------------------------------------------------------------------------------------
@@ -235,9 +244,10 @@ where status = 'cancelled' and cancelled_by = 'intakeq' and pq_appointment_id is
 --   cancelled upstream (Canceled, Declined, gone)     ours cancelled (by 'intakeq')                  'cancelled'
 --                                                     already cancelled: the base noted (and an
 --                                                     open reinstate_collides conflict resolved)     'unchanged'
---   active upstream, ours cancelled here              our cancellation is owed upstream              'unchanged'
---     (cancelled_by patient, partner, staff, none)
---   active upstream, ours cancelled by 'intakeq'      staff reinstated it: ours is scheduled again at
+--   active upstream, ours cancelled, the base active  our cancellation is owed upstream              'unchanged'
+--     (cancelled here; it has not reached IntakeQ)
+--   active upstream, ours cancelled, the base         staff reinstated it: ours is scheduled again at
+--     cancelled (cancelled there, or ours landed)
 --                                                     IntakeQ's start, our length; the base follows  'reinstated'
 --     ... onto a taken time (23P01)                   nothing of ours changes, the base stays
 --                                                     cancelled (no cancel owed); a conflict
@@ -302,16 +312,17 @@ begin
     if v_start is null then
       return 'ignored';                             -- active, but no start we can read: nothing to compare
     end if;
-    if v_ours.status = 'cancelled' and v_ours.cancelled_by is distinct from 'intakeq' then
-      -- Cancelled here (the patient, the partner, staff through our API or by hand): our cancellation is owed
-      -- upstream (the sync job posts it).
+    if v_ours.status = 'cancelled' and coalesce(v_ours.intakeq_status, '') not in ('Canceled', 'Declined') then
+      -- Cancelled here (the patient, the partner, staff through our API or by hand), and IntakeQ, as far as we
+      -- know, never had it cancelled: our cancellation is owed upstream (the sync job posts it).
       update public.appointments set intakeq_status = coalesce(v_status, intakeq_status)
       where id = v_ours.id and intakeq_status is distinct from coalesce(v_status, intakeq_status);
       return 'unchanged';
     end if;
     if v_ours.status = 'cancelled' then
-      -- Cancelled in IntakeQ, and active there again: staff reinstated it. Nobody here asked for a cancellation,
-      -- so none may be owed: ours follows, at IntakeQ's start with our length, checked like a booking (its locks,
+      -- IntakeQ had it cancelled (staff cancelled it there, or our cancellation landed), and it is active there
+      -- again: staff reinstated it ("I cancelled by mistake"), whoever cancelled it first. No cancellation may be
+      -- owed for it again: ours follows, at IntakeQ's start with our length, checked like a booking (its locks,
       -- in book_appointment's order; the exclusion constraints and the busy blocks decide). The base becomes
       -- IntakeQ's only with ours: were it set active while ours stays cancelled, a cancel would be owed, and the
       -- sync would post a cancellation the patient never asked for.
@@ -534,8 +545,8 @@ end;
 $$;
 
 -- 5. A transient error in the adoption is raised --------------------------------------------------------------
--- record_sync_result as in 20261126000600, but for the adoption of what a lookup found ('cancelled' with
--- p_pq_appointment_id): a transient error of the database (private.is_transient: SQLSTATE classes 40, 53, 57 and
+-- record_sync_result as in 20261126000600, but for the storing of a 'synced' answer and the adoption of what a
+-- lookup found ('cancelled' with p_pq_appointment_id): a transient error of the database (private.is_transient: SQLSTATE classes 40, 53, 57 and
 -- 55P03) is raised, so the worker's report fails and is retried; only an error of the answer itself (one that
 -- will fail again) is still left to staff as a possible duplicate.
 create or replace function public.record_sync_result(
@@ -710,8 +721,11 @@ begin
         where id = v_job.appointment_id and intake_forms_status in ('pending', 'failed');
       end if;
     exception when others then
-      -- An answer the database refuses for good: the job ends, visibly, instead of coming back every minute.
       get stacked diagnostics v_sqlstate = returned_sqlstate, v_constraint = constraint_name;
+      if private.is_transient(v_sqlstate) then
+        raise;                                      -- the database, not the answer: the report is worth retrying
+      end if;
+      -- An answer the database refuses for good: the job ends, visibly, instead of coming back every minute.
       perform private.kill_sync_job(p_job_id,
         format('IntakeQ''s answer could not be stored (%s %s)', v_sqlstate, coalesce(v_constraint, '')), 'permanent');
       return private.sync_job(p_job_id) || jsonb_build_object('recorded', true);
@@ -767,6 +781,11 @@ begin
         update public.appointments
         set intakeq_status = coalesce(v_status, intakeq_status), intakeq_start_time = coalesce(v_start, intakeq_start_time)
         where id = v_job.appointment_id;
+      elsif v_start is not null and v_start = any(v_job.posted_starts) and not coalesce(v_status in ('Canceled', 'Declined'), false) then
+        -- A re-read finding IntakeQ at a start we sent it ourselves (an earlier move whose answer was lost, the
+        -- patient having moved again since): that is ours landing, not staff moving it, and the base.
+        update public.appointments set intakeq_start_time = v_start
+        where id = v_job.appointment_id and intakeq_start_time is distinct from v_start;
       end if;
       perform private.apply_intakeq_appointment(v_recorded, p_intakeq_appointment);
     exception when others then
@@ -778,12 +797,21 @@ begin
         format('IntakeQ''s answer could not be applied (%s %s)', v_sqlstate, coalesce(v_constraint, '')), 'permanent');
       return private.sync_job(p_job_id) || jsonb_build_object('recorded', true);
     end;
-    update public.sync_retry_queue
-    set state = case when (select status from public.appointments where id = v_job.appointment_id) = 'cancelled'
-                     then 'cancelled' else 'done' end,
-        completed_at = now(), needs_reconcile = false,
-        error_message = null, last_error_kind = null, locked_by = null, locked_until = null
-    where id = p_job_id;
+    if not p_intakeq_written and private.owed_intakeq_operation(p_job_id) is not null then
+      -- A re-read found what we owe still owed (our earlier write never landed): the same job goes on, due now,
+      -- its attempts and its retry window kept, so a write that keeps failing ends, visibly, instead of starting
+      -- afresh every minute.
+      update public.sync_retry_queue
+      set needs_reconcile = false, next_retry_at = now(), locked_by = null, locked_until = null
+      where id = p_job_id;
+    else
+      update public.sync_retry_queue
+      set state = case when (select status from public.appointments where id = v_job.appointment_id) = 'cancelled'
+                       then 'cancelled' else 'done' end,
+          completed_at = now(), needs_reconcile = false,
+          error_message = null, last_error_kind = null, locked_by = null, locked_until = null
+      where id = p_job_id;
+    end if;
 
   elsif p_outcome = 'cancelled' then
     if p_pq_appointment_id is not null then

@@ -552,4 +552,5 @@ fn a_move_intakeq_answers_with_another_start_is_not_written_again_and_again() {
     intakeq.keep_start_on_move.set(true);
     let outcome = block_on(sync_booking(&intakeq, &lease(), &moving));
     assert_eq!(failure_kind(&outcome), Some(FailureKind::Permanent), "{outcome:?}");
+    assert_eq!(*intakeq.calls.borrow(), ["move_appointment", "appointment"], "read again before it is believed");
 }

@@ -4,7 +4,7 @@
 -- error in the adoption of what a lookup found is raised.
 -- Time stands still in a transaction (now() does not move): it passes by moving timestamps back.
 begin;
-select plan(68);
+select plan(75);
 
 -- These stories are about appointments; the paperwork has its own file.
 update public.practice_settings set intakeq_questionnaire_id = null;
@@ -269,10 +269,10 @@ create temp table h2 as select pg_temp.book('h2', tests.slot(117, 17)) as id;
 select pg_temp.synced((select id from h2), 'iq-h2');
 select public.cancel_appointment((select id from h2), null, 'staff', 'req-cancel-h2');
 select pg_temp.as_owner(format($$update public.appointments set intakeq_status = 'Canceled' where id = %L$$, (select id from h2)));
-select is(pg_temp.apply('iq-h2', pg_temp.iq('iq-h2', 'Confirmed', tests.slot(117, 17))), 'unchanged',
-  'cancelled by staff here (IntakeQ had taken the cancel), then active in IntakeQ: not reinstated');
+select is(pg_temp.apply('iq-h2', pg_temp.iq('iq-h2', 'Confirmed', tests.slot(117, 17))), 'reinstated',
+  'cancelled here, IntakeQ took the cancel, then staff reinstated it there ("cancelled by mistake"): followed');
 select results_eq($$select status, intakeq_status, pg_temp.owed(id) from pg_temp.appt((select id from h2))$$,
-  $$values ('cancelled'::text, 'Confirmed'::text, 'cancel'::text)$$, 'our cancellation is owed again');
+  $$values ('scheduled'::text, 'Confirmed'::text, null::text)$$, 'scheduled again, and no cancellation is posted again');
 
 -- 5. A transient error in the adoption is raised -----------------------------------------------------------------------
 -- A booking cancelled before it synced, whose earlier attempt may have created it: the lookup finds it upstream
@@ -323,6 +323,72 @@ select results_eq($$select pq_appointment_id, (pg_temp.job(id)).state,
   $$values (null::text, 'cancelled'::text, 1)$$, 'it is left to staff as a possible duplicate, as before');
 reset role;
 drop trigger injected_failure on public.appointments;
+
+-- The same for a synced report: a deadlock while it is stored is raised (it used to end the job dead).
+select pg_temp.inject_adoption_failure('40P01');
+set local role service_role;
+create temp table m as select pg_temp.book('m', tests.slot(119, 15)) as id;
+create function pg_temp.report_m() returns jsonb
+language sql as $$
+  select public.record_sync_result(q.id, q.locked_by, q.lease_token, 'synced', p_pq_appointment_id => 'iq-m',
+    p_intakeq_client_id => '4242', p_intakeq_appointment => pg_temp.iq('iq-m', 'Confirmed', tests.slot(119, 15)))
+  from public.sync_retry_queue q where q.appointment_id = (select id from m)
+$$;
+select is(tests.booking_error($$select pg_temp.report_m()$$), '40P01 injected failure for a test',
+  'a deadlock while a synced report is stored is raised: the report fails, to be retried');
+select results_eq($$select (pg_temp.job(id)).state, pq_appointment_id from pg_temp.appt((select id from m)) a$$,
+  $$values ('pending'::text, null::text)$$, 'nothing of it recorded, and the job is not ended dead');
+reset role;
+drop trigger injected_failure on public.appointments;
+
+-- 6. A move whose write may have reached IntakeQ --------------------------------------------------------------------
+-- Only this appointment's job is due; claimed as the cron claims (its lease, a token, posted_starts).
+create function pg_temp.claim_only(p_appointment uuid) returns jsonb
+language sql as $$
+  select pg_temp.as_owner(format($q$update public.sync_retry_queue set next_retry_at = now() + interval '1 day' where state = 'pending';
+                                    update public.sync_retry_queue set next_retry_at = now() - interval '1 second',
+                                      locked_until = case when locked_by is null then null else now() - interval '1 second' end
+                                    where appointment_id = %L$q$, p_appointment));
+  select public.claim_sync_jobs('cron-mv', 1, 60)->0;
+$$;
+create function pg_temp.report_mv(p_appointment uuid, p_outcome text, p_iq jsonb default null) returns jsonb
+language sql as $$
+  select public.record_sync_result(q.id, q.locked_by, q.lease_token, p_outcome,
+    p_pq_appointment_id => case when p_outcome = 'applied' then a.pq_appointment_id end,
+    p_error => case when p_outcome = 'failed' then 'PUT /appointments: no answer in time' end,
+    p_error_kind => case when p_outcome = 'failed' then 'ambiguous' end,
+    p_intakeq_appointment => p_iq, p_intakeq_written => false)
+  from public.sync_retry_queue q join public.appointments a on a.id = q.appointment_id where q.appointment_id = p_appointment
+$$;
+
+-- A PUT that never lands: the re-read finds IntakeQ where it was, and the same job goes on (no fresh start).
+create temp table n as select pg_temp.book('n', tests.slot(120, 15)) as id;
+select pg_temp.synced((select id from n), 'iq-n');
+select public.reschedule_appointment((select id from n), tests.slot(120, 17), 'patient', 'req-move-n');
+select is(pg_temp.claim_only((select id from n))->>'operation', 'move', '(a move owed and claimed)');
+select pg_temp.report_mv((select id from n), 'failed');
+select is(pg_temp.claim_only((select id from n))->>'needs_reconcile', 'true', '(the next attempt re-reads first)');
+create temp table n_before as select (pg_temp.job(id)).retry_count as attempts, (pg_temp.job(id)).window_started_at as since from n;
+select pg_temp.report_mv((select id from n), 'applied', pg_temp.iq('iq-n', 'Confirmed', tests.slot(120, 15)));
+select results_eq($$select j.state, j.retry_count = b.attempts, j.window_started_at = b.since, j.needs_reconcile, pg_temp.owed(n.id)
+                    from n, n_before b, pg_temp.job(n.id) j$$,
+  $$values ('pending'::text, true, true, false, 'move'::text)$$,
+  'IntakeQ still where it was: the move still owed, the job pending with its attempts and window kept (a write that keeps failing ends)');
+
+-- A PUT whose answer was lost, the patient having moved again since: IntakeQ at the start we sent is ours landing,
+-- not staff moving it; the newer move is what is owed.
+create temp table o as select pg_temp.book('o', tests.slot(121, 15)) as id;
+select pg_temp.synced((select id from o), 'iq-o');
+select public.reschedule_appointment((select id from o), tests.slot(121, 17), 'patient', 'req-move-o1');
+select pg_temp.claim_only((select id from o));
+select pg_temp.report_mv((select id from o), 'failed');
+select public.reschedule_appointment((select id from o), tests.slot(121, 19), 'patient', 'req-move-o2');
+select is(pg_temp.claim_only((select id from o))->>'needs_reconcile', 'true', '(re-read first)');
+select pg_temp.report_mv((select id from o), 'applied', pg_temp.iq('iq-o', 'Confirmed', tests.slot(121, 17)));
+select results_eq($$select a.start_time, a.intakeq_start_time, pg_temp.owed(a.id), pg_temp.open_conflicts('iq-o')
+                    from pg_temp.appt((select id from o)) a$$,
+  $$values (tests.slot(121, 19), tests.slot(121, 17), 'move'::text, 0)$$,
+  'ours stays where the patient put it last; IntakeQ''s start is ours landing; the newer move is owed; no conflict');
 
 select * from finish();
 rollback;
