@@ -72,7 +72,8 @@ pub struct ClaimedNudge {
 /// What the database made of IntakeQ's appointment (`apply_intakeq_event`).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct AppliedNudge {
-    /// `cancelled`, `moved`, `blocked`, `unblocked`, `conflict`, `unchanged` or `ignored`; `None` when not recorded.
+    /// `cancelled`, `moved`, `reinstated`, `blocked`, `unblocked`, `conflict`, `unchanged` or `ignored`; `None` when
+    /// nothing was applied (the lease was lost, or ours was written since the claim: it waits to be re-read).
     #[serde(default)]
     pub result: Option<String>,
     /// The lease was still this runner's: the rules ran.

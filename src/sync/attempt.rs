@@ -435,7 +435,7 @@ async fn reread(intakeq: &impl Intakeq, lease: &Lease<'_, impl Clock>, id: &str,
 /// meanwhile, so it is re-read before the refusal is taken as final. Any other failure may have reached IntakeQ.
 async fn refused_or_failed(intakeq: &impl Intakeq, lease: &Lease<'_, impl Clock>, id: &str, call: &str, error: IntakeqError) -> SyncOutcome {
     warn!(step = "intakeq_change", outcome = "failed", call, error = %error);
-    if !matches!(error, IntakeqError::NotFound) && !matches!(error, IntakeqError::Rejected { status, .. } if status != 401 && status != 403) {
+    if kind_of(&error, true) != FailureKind::Permanent {
         return call_failed(call, error, true, None);
     }
     match reread(intakeq, lease, id, |_| false).await {
