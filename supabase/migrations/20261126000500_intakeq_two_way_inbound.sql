@@ -98,10 +98,11 @@ comment on table public.intakeq_conflicts is
 comment on column public.intakeq_conflicts.appointment_id is
   'Ours: the appointment staff moved (move_collides), or the one the block overlaps (block_overlaps).';
 
--- A new conflict is a staff alert.
+-- A new conflict is a staff alert; so is a webhook whose appointment cannot be re-read for hours.
 alter table public.staff_alerts drop constraint staff_alerts_kind_check;
 alter table public.staff_alerts add constraint staff_alerts_kind_check
-  check (kind in ('sync_dead', 'queue_paused', 'queue_resumed', 'possible_duplicate', 'intakeq_conflict'));
+  check (kind in ('sync_dead', 'queue_paused', 'queue_resumed', 'possible_duplicate', 'intakeq_conflict',
+                  'intakeq_reread_failing'));
 
 -- Small pieces ------------------------------------------------------------------------------------------------------
 
@@ -617,6 +618,14 @@ begin
       locked_by = null, lease_token = null, locked_until = null, claimed_at = null
   where id = p_event_id
   returning * into v_event;
+  -- It goes on trying (what IntakeQ did is not applied until it succeeds), but after about two hours of failures
+  -- (1, 2, 4, 8, 16, 30, 30, 30 minutes) a person is told, once: nothing fails silently. Ids only.
+  if v_event.attempts = 8 then
+    perform private.raise_staff_alert('intakeq_reread_failing', 'intakeq-reread-failing:' || v_event.id::text,
+      (select a.id from public.appointments a where a.pq_appointment_id = v_event.pq_appointment_id),
+      format('A change made in IntakeQ could not be read back for %s attempts (about two hours): IntakeQ appointment %s. It is still tried every 30 minutes; until then a cancel, move or booking made there is not applied here. The last error is in sync-health (intakeq_inbound).',
+             v_event.attempts, v_event.pq_appointment_id));
+  end if;
   return jsonb_build_object('recorded', true, 'attempts', v_event.attempts,
                             'next_attempt_at', private.rfc3339(v_event.next_attempt_at));
 end;

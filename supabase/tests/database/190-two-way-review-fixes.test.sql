@@ -4,7 +4,7 @@
 -- error in the adoption of what a lookup found is raised.
 -- Time stands still in a transaction (now() does not move): it passes by moving timestamps back.
 begin;
-select plan(75);
+select plan(77);
 
 -- These stories are about appointments; the paperwork has its own file.
 update public.practice_settings set intakeq_questionnaire_id = null;
@@ -389,6 +389,24 @@ select results_eq($$select a.start_time, a.intakeq_start_time, pg_temp.owed(a.id
                     from pg_temp.appt((select id from o)) a$$,
   $$values (tests.slot(121, 19), tests.slot(121, 17), 'move'::text, 0)$$,
   'ours stays where the patient put it last; IntakeQ''s start is ours landing; the newer move is owed; no conflict');
+
+-- 8. A nudge that cannot be re-read for hours reaches a person, once --------------------------------------------------
+select public.note_intakeq_webhook('aaaaaaaaaaaaaaaaaaaaaa08', 'AppointmentCanceled');
+create function pg_temp.fail_reread() returns jsonb
+language sql as $$
+  select pg_temp.as_owner($q$update public.intakeq_inbound_events set next_attempt_at = now() - interval '1 second'
+                             where pq_appointment_id = 'aaaaaaaaaaaaaaaaaaaaaa08'$q$);
+  select public.release_intakeq_event((c->0->>'event_id')::uuid, (c->0->>'lease_token')::uuid, 'GET /appointments/{id}: server error (500)', null)
+  from (select public.claim_intakeq_inbound_events('cron-fail', 1, 60) as c) claimed;
+$$;
+select pg_temp.as_owner($$update public.intakeq_inbound_events set next_attempt_at = now() + interval '1 day'
+                          where processed_at is null and pq_appointment_id <> 'aaaaaaaaaaaaaaaaaaaaaa08'$$);
+select pg_temp.fail_reread() from generate_series(1, 7);
+create function pg_temp.reread_alerts() returns bigint
+language sql security definer as $$ select count(*) from public.staff_alerts where kind = 'intakeq_reread_failing' $$;
+select is(pg_temp.reread_alerts(), 0::bigint, 'seven failed re-reads: not yet');
+select pg_temp.fail_reread() from generate_series(1, 3);
+select is(pg_temp.reread_alerts(), 1::bigint, 'the eighth makes one staff alert, and later ones none');
 
 select * from finish();
 rollback;
