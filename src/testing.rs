@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use crate::abuse::{AttemptStore, EmailAttempt, Gatekeeper};
-use crate::inbound::{AppliedNudge, CatchUpClaim, ClaimedNudge, InboundSettings, InboundStore, Noted, Nudge};
+use crate::inbound::{AppliedNudge, CatchUpClaim, CatchUpEnd, ClaimedNudge, InboundSettings, InboundStore, Noted, Nudge};
 use crate::booking::error::{ErrorCode, Step};
 use crate::booking::change::{Cancelled, ChangeStore, ChangedBy, Rescheduled};
 use crate::booking::model::{AppointmentStatus, BookingOutcome, JobState, SyncStatus};
@@ -59,8 +59,10 @@ pub struct FakeStore {
     pub catch_up_not_due: Cell<bool>,
     /// Where the catch-up's next turn begins (`None`: page 1).
     pub catch_up_next_page: Cell<Option<u32>>,
-    /// How each catch-up turn ended: (completed, the page to go on from, error).
+    /// How each catch-up turn ended: (completed, the page to go on from, error), and the date to which it read
+    /// the whole window.
     pub catch_up_finished: RefCell<Vec<(bool, Option<u32>, Option<String>)>>,
+    pub catch_up_listed_until: RefCell<Vec<Option<NaiveDate>>>,
     /// Cancels and reschedules asked of the database: (appointment, what, who), and the refusal it answers.
     pub changes: RefCell<Vec<(Uuid, String, &'static str)>>,
     pub change_refusal: RefCell<Option<StoreError>>,
@@ -163,9 +165,9 @@ impl InboundStore for FakeStore {
         Ok(CatchUpClaim { due, lease_token: due.then(Uuid::new_v4), next_page: self.catch_up_next_page.get() })
     }
 
-    async fn finish_intakeq_catchup(&self, _lease_token: Uuid, completed: bool, next_page: Option<u32>, _counts: &Value, error: Option<&str>)
-        -> Result<(), StoreError> {
-        self.catch_up_finished.borrow_mut().push((completed, next_page, error.map(str::to_owned)));
+    async fn finish_intakeq_catchup(&self, _lease_token: Uuid, end: &CatchUpEnd, _counts: &Value) -> Result<(), StoreError> {
+        self.catch_up_finished.borrow_mut().push((end.completed, end.next_page, end.error.clone()));
+        self.catch_up_listed_until.borrow_mut().push(end.listed_until);
         Ok(())
     }
 

@@ -1167,6 +1167,21 @@ async fn staff_move_and_cancel_any_appointment_the_api_s_too() {
 }
 
 #[tokio::test]
+async fn a_staff_deletion_is_gone_from_the_api_and_sends_no_webhook() {
+    let sandbox = Sandbox::start(100).await;
+    let receiver = Receiver::start().await;
+    assert_eq!(sandbox.webhooks_to(json!({"url": receiver.url})).await, StatusCode::NO_CONTENT);
+    let staff_one = sandbox.staff_book(json!({"PractitionerId": ANA, "UtcDateTime": MAY_12_15H})).await;
+    let before = receiver.received().len();
+    let path = format!("/staff/appointments/{}", staff_one["Id"].as_str().unwrap());
+    let (status, deleted) = sandbox.control(reqwest::Method::DELETE, &path, None).await;
+    assert_eq!((status, &deleted["Id"]), (StatusCode::OK, &staff_one["Id"]), "{deleted}");
+    assert_eq!(sandbox.by_id(&staff_one["Id"]).await.0, StatusCode::NOT_FOUND, "IntakeQ has it no more");
+    assert_eq!(receiver.received().len(), before, "IntakeQ's webhooks have no event for a deletion");
+    assert_eq!(sandbox.control(reqwest::Method::DELETE, &path, None).await.0, StatusCode::NOT_FOUND, "nor a second time");
+}
+
+#[tokio::test]
 async fn staff_actions_post_intakeq_s_webhook_before_they_answer() {
     let sandbox = Sandbox::start(100).await;
     let receiver = Receiver::start().await;

@@ -10,7 +10,7 @@ use chrono::Days;
 use serde_json::{json, Value};
 use tracing::{info, warn};
 
-use super::{report_calls, reserve_call, InboundSettings, InboundStore};
+use super::{report_calls, reserve_call, CatchUpEnd, InboundSettings, InboundStore};
 use crate::booking::store::StoreError;
 use crate::intakeq::wire::PAGE_SIZE;
 use crate::intakeq::Intakeq;
@@ -82,7 +82,10 @@ pub async fn catch_up(
         error = Some(format!("more than {MAX_PAGES} pages of appointments: the pass read the first {MAX_PAGES}"));
     }
     let counts: Value = json!({"pages": summary.pages, "results": summary.results});
-    store.finish_intakeq_catchup(token, summary.completed, stopped_at, &counts, error.as_deref()).await?;
+    // Only a pass that saw the end of IntakeQ's list can tell what IntakeQ no longer has.
+    let listed_until = (summary.completed && error.is_none()).then_some(to);
+    let end = CatchUpEnd { completed: summary.completed, next_page: stopped_at, listed_until, error: error.clone() };
+    store.finish_intakeq_catchup(token, &end, &counts).await?;
     match (&error, stopped_at) {
         (Some(error), _) if summary.completed => warn!(step = "intakeq_catch_up", outcome = "completed", runner, pages = summary.pages, error = %error),
         (Some(error), _) => warn!(step = "intakeq_catch_up", outcome = "failed", runner, pages = summary.pages, error = %error),
@@ -119,6 +122,8 @@ mod tests {
         let window = intakeq.lookups.borrow()[0];
         assert_eq!((window.0.to_string(), window.1.to_string()), ("2026-11-23".into(), "2027-01-24".into()), "yesterday to 60 days and one ahead");
         assert_eq!(store.catch_up_finished.borrow().as_slice(), [(true, None, None)]);
+        assert_eq!(store.catch_up_listed_until.borrow().as_slice(), [Some("2027-01-24".parse().unwrap())],
+                   "the whole window read: what IntakeQ did not list there is to be re-read");
     }
 
     #[test]
@@ -152,5 +157,6 @@ mod tests {
         assert!(!summary.completed);
         let finished = store.catch_up_finished.borrow();
         assert!(!finished[0].0 && finished[0].1.is_none() && finished[0].2.as_deref().is_some_and(|e| e.contains("503")), "{finished:?}");
+        assert_eq!(store.catch_up_listed_until.borrow()[0], None, "a pass that did not see the end tells nothing of what is gone");
     }
 }

@@ -10,6 +10,7 @@
 pub mod catch_up;
 pub mod reread;
 
+use chrono::NaiveDate;
 use serde::Deserialize;
 use serde_json::Value;
 use uuid::Uuid;
@@ -94,6 +95,17 @@ pub struct CatchUpClaim {
     pub next_page: Option<u32>,
 }
 
+/// How a catch-up turn ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CatchUpEnd {
+    pub completed: bool,
+    /// The budget stopped it before this page (not a failure).
+    pub next_page: Option<u32>,
+    /// It read the whole window, to this date.
+    pub listed_until: Option<NaiveDate>,
+    pub error: Option<String>,
+}
+
 /// How the cron re-reads nudges and catches up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct InboundSettings {
@@ -167,8 +179,9 @@ pub trait InboundStore {
     async fn claim_intakeq_catchup(&self, runner: &str, every_minutes: u32, lease_seconds: u32) -> Result<CatchUpClaim, StoreError>;
     /// Ends the catch-up's turn: `completed` when every page was read and applied; else stopped at `next_page` by
     /// the budget (not a failure: the next run goes on from there), or failed with `error` (it backs off).
-    async fn finish_intakeq_catchup(&self, lease_token: Uuid, completed: bool, next_page: Option<u32>, counts: &Value, error: Option<&str>)
-        -> Result<(), StoreError>;
+    /// `listed_until`: the pass read its whole window, to that date: what we hold in it and IntakeQ did not list
+    /// is then re-read (IntakeQ sends no webhook for a deletion).
+    async fn finish_intakeq_catchup(&self, lease_token: Uuid, end: &CatchUpEnd, counts: &Value) -> Result<(), StoreError>;
     /// Reserves `calls` of IntakeQ's budget under `lease_token` for `hold_seconds` (never ahead of a due booking).
     async fn reserve_intakeq_budget(&self, holder: &str, lease_token: Uuid, calls: u32, hold_seconds: u32, budget: &CallBudget)
         -> Result<Reservation, StoreError>;

@@ -14,7 +14,7 @@ use crate::abuse::{AttemptStore, EmailAttempt};
 use crate::alerts::{Alert, AlertStore};
 use crate::booking::change::{Cancelled, ChangeStore, ChangedBy, Rescheduled};
 use crate::booking::request::start_time::StartTime;
-use crate::inbound::{AppliedNudge, CatchUpClaim, ClaimedNudge, InboundStore, Noted, Nudge};
+use crate::inbound::{AppliedNudge, CatchUpClaim, CatchUpEnd, ClaimedNudge, InboundStore, Noted, Nudge};
 use crate::intakeq::wire::Appointment;
 use crate::booking::model::BookingOutcome;
 use crate::booking::request::BookingRequest;
@@ -119,10 +119,9 @@ impl InboundStore for PostgrestStore {
         self.call("claim_intakeq_catchup", &arguments).await
     }
 
-    async fn finish_intakeq_catchup(&self, lease_token: Uuid, completed: bool, next_page: Option<u32>, counts: &Value, error: Option<&str>)
-        -> Result<(), StoreError> {
-        let arguments = json!({"p_lease_token": lease_token, "p_completed": completed, "p_next_page": next_page, "p_counts": counts,
-                               "p_error": error});
+    async fn finish_intakeq_catchup(&self, lease_token: Uuid, end: &CatchUpEnd, counts: &Value) -> Result<(), StoreError> {
+        let arguments = json!({"p_lease_token": lease_token, "p_completed": end.completed, "p_next_page": end.next_page,
+                               "p_listed_until": end.listed_until, "p_counts": counts, "p_error": end.error});
         self.rpc("finish_intakeq_catchup", &arguments).await.map(|_| ())
     }
 

@@ -32,6 +32,9 @@
 --   7. Our own move landing is ours.  The claim adds a move's start to posted_starts; a re-read finding IntakeQ at
 --                              one of them makes it the base before the rules run, so a patient's later reschedule
 --                              is not taken for a staff move back to the earlier one.
+--   8. What IntakeQ no longer lists is re-read.  IntakeQ sends no webhook when an appointment is deleted: a pass
+--                              that read its whole window nudges ours and the busy blocks in it that it did not
+--                              see (intakeq_catchup_listed), so a deletion is found within a catch-up period.
 -- =============================================================================================================
 
 -- 1. The catch-up resumes -------------------------------------------------------------------------------------
@@ -45,6 +48,18 @@ comment on column public.intakeq_catchup_state.next_page is
 -- at most the period). And: a pass under way (next_page past 1) is due whatever the period, so that it finishes
 -- (only a failure's backoff holds it back). Answers {due, lease_token, lease_seconds_left, next_page} (all but due
 -- null when not due): next_page is the page to read first.
+-- 8. What IntakeQ no longer lists -----------------------------------------------------------------------------------
+alter table public.intakeq_catchup_state add column pass_started_at timestamptz;
+comment on column public.intakeq_catchup_state.pass_started_at is
+  'When the current (or last) pass began at page 1: what it lists from then on is what IntakeQ still has.';
+create table public.intakeq_catchup_listed (
+  pq_appointment_id text primary key check (char_length(pq_appointment_id) between 1 and 64),
+  listed_at         timestamptz not null
+);
+select private.close_to_browser_roles('public.intakeq_catchup_listed');
+comment on table public.intakeq_catchup_listed is
+  'IntakeQ appointment ids the catch-up saw listed, and when: what a whole pass did not list is re-read. Ids only.';
+
 create or replace function public.claim_intakeq_catchup(p_runner text, p_every_minutes integer, p_lease_seconds integer)
 returns jsonb
 language plpgsql
@@ -71,7 +86,9 @@ begin
   end if;
   update public.intakeq_catchup_state
   set locked_by = p_runner, lease_token = gen_random_uuid(), locked_until = now() + make_interval(secs => p_lease_seconds),
-      last_started_at = now(), updated_at = now()
+      last_started_at = now(), updated_at = now(),
+      -- a pass from page 1 begins: what it lists from now on is what IntakeQ still has (fix 8)
+      pass_started_at = case when next_page = 1 then now() else pass_started_at end
   returning * into v_state;
   return jsonb_build_object('due', true, 'lease_token', v_state.lease_token,
                             'lease_seconds_left', private.seconds_left(v_state.locked_until),
@@ -93,11 +110,12 @@ $$;
 -- changed) unless p_lease_token is current. The old signature goes, so that PostgREST sees one function.
 drop function public.finish_intakeq_catchup(uuid, boolean, jsonb, text);
 create function public.finish_intakeq_catchup(
-  p_lease_token uuid,
-  p_completed   boolean,
-  p_counts      jsonb,
-  p_error       text,
-  p_next_page   integer default null
+  p_lease_token  uuid,
+  p_completed    boolean,
+  p_counts       jsonb,
+  p_error        text,
+  p_next_page    integer default null,
+  p_listed_until date    default null    -- a pass that read its whole window: the window's last date (fix 8)
 )
 returns jsonb
 language plpgsql
@@ -108,6 +126,8 @@ as $$
 declare
   v_state      public.intakeq_catchup_state;
   v_unfinished boolean := not p_completed and p_next_page is not null;
+  v_pass_start timestamptz;
+  v_unlisted   integer := 0;
 begin
   if p_lease_token is null or p_completed is null
      or (p_counts is not null and jsonb_typeof(p_counts) not in ('object', 'null'))
@@ -120,6 +140,7 @@ begin
     return jsonb_build_object('recorded', false, 'last_completed_at', private.rfc3339(v_state.last_completed_at),
                               'next_page', v_state.next_page);
   end if;
+  v_pass_start := v_state.pass_started_at;
   update public.intakeq_catchup_state
   set last_completed_at = case when p_completed then now() else last_completed_at end,
       failures = case when p_completed or v_unfinished then 0 else failures + 1 end,
@@ -132,8 +153,30 @@ begin
   if p_completed then
     delete from public.intakeq_busy_blocks where end_time < now() - interval '3 days';
   end if;
+  if p_completed and p_listed_until is not null and v_pass_start is not null then
+    -- IntakeQ sends no webhook when an appointment is deleted, and a lost webhook leaves no trace: what we hold
+    -- for the window the pass read whole (from its start to a day before its last date, clear of any time zone's
+    -- dates), unchanged here since the pass began, and not listed by it, is re-read like a webhook's nudge (one
+    -- call each). A 404 there then cancels ours or lifts the block; anything else is applied as it stands.
+    with unlisted as (
+      select a.pq_appointment_id from public.appointments a
+      where a.pq_appointment_id is not null and a.status <> 'cancelled'
+        and a.start_time >= v_pass_start and a.start_time < (p_listed_until - 1)::timestamp at time zone 'UTC'
+        and a.updated_at < v_pass_start
+      union
+      select b.pq_appointment_id from public.intakeq_busy_blocks b
+      where b.start_time >= v_pass_start and b.start_time < (p_listed_until - 1)::timestamp at time zone 'UTC'
+        and b.updated_at < v_pass_start
+    ), nudged as (
+      select public.note_intakeq_webhook(u.pq_appointment_id, 'NotListedByCatchUp') from unlisted u
+      where not exists (select from public.intakeq_catchup_listed l
+                        where l.pq_appointment_id = u.pq_appointment_id and l.listed_at >= v_pass_start)
+    )
+    select count(*) into v_unlisted from nudged;
+    delete from public.intakeq_catchup_listed where listed_at < v_pass_start;
+  end if;
   return jsonb_build_object('recorded', true, 'last_completed_at', private.rfc3339(v_state.last_completed_at),
-                            'next_page', v_state.next_page);
+                            'next_page', v_state.next_page, 'unlisted', v_unlisted);
 end;
 $$;
 
@@ -190,6 +233,13 @@ begin
     end if;
     v_counts := jsonb_set(v_counts, array[v_result], to_jsonb((v_counts->>v_result)::integer + 1));
   end loop;
+  if p_lease_token is not null then
+    -- What this pass saw IntakeQ list (fix 8): at its end, ours and the blocks it did not see are re-read.
+    insert into public.intakeq_catchup_listed (pq_appointment_id, listed_at)
+    select distinct e.value->>'Id', now() from jsonb_array_elements(p_appointments) e
+    where jsonb_typeof(e.value) = 'object' and char_length(e.value->>'Id') between 1 and 64
+    on conflict (pq_appointment_id) do update set listed_at = excluded.listed_at;
+  end if;
   return v_counts || jsonb_build_object('recorded', true);
 end;
 $$;
@@ -901,7 +951,7 @@ $$;
 -- Access ------------------------------------------------------------------------------------------------------
 revoke all on function
   public.claim_intakeq_catchup(text, integer, integer),
-  public.finish_intakeq_catchup(uuid, boolean, jsonb, text, integer),
+  public.finish_intakeq_catchup(uuid, boolean, jsonb, text, integer, date),
   public.apply_intakeq_appointments(jsonb, uuid),
   public.reschedule_appointment(uuid, timestamptz, text, text),
   public.record_sync_result(uuid, text, uuid, text, text, text, text, text, integer, integer, boolean, integer,
@@ -909,7 +959,7 @@ revoke all on function
 from public, anon, authenticated;
 grant execute on function
   public.claim_intakeq_catchup(text, integer, integer),
-  public.finish_intakeq_catchup(uuid, boolean, jsonb, text, integer),
+  public.finish_intakeq_catchup(uuid, boolean, jsonb, text, integer, date),
   public.apply_intakeq_appointments(jsonb, uuid),
   public.reschedule_appointment(uuid, timestamptz, text, text),
   public.record_sync_result(uuid, text, uuid, text, text, text, text, text, integer, integer, boolean, integer,

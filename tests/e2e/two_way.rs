@@ -171,3 +171,35 @@ async fn lost_webhooks_are_repaired_by_the_catch_up() {
     let health: Value = crate::sync::staff_get(&stack, "/api/patient-booking/sync-health").await.json().await.unwrap();
     assert!(health["data"]["intakeq_catchup"]["last_completed_at"].is_string(), "{health}");
 }
+
+#[tokio::test]
+async fn an_appointment_deleted_in_intakeq_is_found_by_the_catch_up() {
+    let _alone = alone().await;
+    let stack = start_synced(module_path!(), &[("INTAKEQ_WEBHOOK_SECRET", SECRET), ("INTAKEQ_CATCHUP_MINUTES", "0")]).await;
+    stack.webhooks_to_worker(SECRET, false).await;
+    let provider = new_provider(&stack).await;
+    let blocked = only_provider_of(&stack, "5f1a00000000000000000002").await;
+    let (appointment, pq) = book_synced(&stack, &provider, 14, 15).await;
+    let (_, start_ms) = at(14, 15);
+    let staff = stack.sandbox("staff/appointments", json!({"PractitionerId": "5f1a00000000000000000002", "UtcDateTime": start_ms, "Duration": 60})).await;
+    stack.run_cron().await;
+    assert_eq!(web_booking(&stack, &blocked, 14, 15).await.0, 409, "(the staff booking blocks the web)");
+
+    // Staff delete both in IntakeQ: IntakeQ sends no webhook for that.
+    for id in [pq.as_str(), staff["Id"].as_str().unwrap()] {
+        let response = stack.http.delete(format!("{}/_sandbox/staff/appointments/{id}", stack.intakeq)).send().await.unwrap();
+        assert!(response.status().is_success());
+    }
+    // The next pass does not list them, so each is re-read (a run or two later: the re-reads go a batch a run).
+    let staff_id = staff["Id"].as_str().unwrap().to_owned();
+    let mut runs = 0;
+    while (stack.appointment_state(&appointment).await != format!("cancelled/synced/{pq}")
+           || stack.count("intakeq_busy_blocks", "pq_appointment_id = $1", &staff_id).await > 0)
+        && runs < 8
+    {
+        stack.run_cron().await;
+        runs += 1;
+    }
+    assert_eq!(stack.appointment_state(&appointment).await, format!("cancelled/synced/{pq}"), "gone from IntakeQ: cancelled here");
+    assert_eq!(web_booking(&stack, &blocked, 14, 15).await.0, 201, "and the deleted staff booking blocks the web no more");
+}

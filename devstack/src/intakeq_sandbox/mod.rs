@@ -25,7 +25,7 @@ use axum::extract::{OriginalUri, Path, Query, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
+use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
@@ -162,6 +162,7 @@ pub fn router_with_rate_limit(config: SandboxConfig, rate_limit: RateLimitConfig
         .route("/intakes/submit", post(submit_intake))
         .route("/rate-limit", put(set_rate_limit))
         .route("/staff/appointments", post(staff_book))
+        .route("/staff/appointments/{id}", delete(staff_delete))
         .route("/staff/appointments/{id}/cancel", post(staff_cancel))
         .route("/staff/appointments/{id}/reschedule", post(staff_reschedule))
         .route("/webhooks", get(list_deliveries).put(configure_webhooks))
@@ -629,6 +630,12 @@ async fn staff_cancel(State(s): State<Arc<Sandbox>>, Path(id): Path<String>, bod
         Ok((appointment, changed.then_some("AppointmentCanceled")))
     })
     .await
+}
+
+/// `DELETE /_sandbox/staff/appointments/{id}`: a staff member deletes an appointment in IntakeQ. IntakeQ's webhooks
+/// have no event for a deletion: none is sent.
+async fn staff_delete(State(s): State<Arc<Sandbox>>, Path(id): Path<String>) -> Response {
+    s.staff_change(|records, _| Ok((records.staff_delete(&id)?, None))).await
 }
 
 /// `POST /_sandbox/staff/appointments/{id}/reschedule` `{"UtcDateTime": <ms>}`.

@@ -599,6 +599,13 @@ impl Records {
         self.cancel(id, reason).ok_or_else(|| StaffRefusal::NotFound(format!("no appointment {id}")))
     }
 
+    /// A staff member deletes an appointment in IntakeQ (IntakeQ's webhooks have no event for that): answered with
+    /// the appointment as it was.
+    pub fn staff_delete(&mut self, id: &str) -> Result<Appointment, StaffRefusal> {
+        let index = self.appointments.iter().position(|a| a.id == id).ok_or_else(|| StaffRefusal::NotFound(format!("no appointment {id}")))?;
+        Ok(self.appointments.remove(index))
+    }
+
     /// A staff member moves any appointment in IntakeQ to start at `start`, keeping its duration; answered with
     /// whether it moved. A cancelled (`Canceled` or `Declined`) one cannot be moved.
     pub fn staff_reschedule(&mut self, id: &str, start: i64, zone: Tz) -> Result<(Appointment, bool), StaffRefusal> {

@@ -4,7 +4,7 @@
 -- error in the adoption of what a lookup found is raised.
 -- Time stands still in a transaction (now() does not move): it passes by moving timestamps back.
 begin;
-select plan(77);
+select plan(81);
 
 -- These stories are about appointments; the paperwork has its own file.
 update public.practice_settings set intakeq_questionnaire_id = null;
@@ -82,7 +82,7 @@ select is((select count(*)::int from pg_proc where proname = 'finish_intakeq_cat
 select is(array(select p.oid::regprocedure::text from pg_proc p
                 where p.oid in ('public.finish_intakeq_catchup'::regproc, 'public.apply_intakeq_appointments'::regproc)
                   and has_function_privilege('service_role', p.oid, 'execute') order by 1),
-  array['apply_intakeq_appointments(jsonb,uuid)', 'finish_intakeq_catchup(uuid,boolean,jsonb,text,integer)'],
+  array['apply_intakeq_appointments(jsonb,uuid)', 'finish_intakeq_catchup(uuid,boolean,jsonb,text,integer,date)'],
   'their new signatures, callable by the worker''s role');
 
 create temp table run1 as select pg_temp.claim_catchup() as c;
@@ -90,7 +90,7 @@ select results_eq($$select c->>'due', (c->>'next_page')::int from run1$$, $$valu
   'never run: due, from page 1');
 select is(public.finish_intakeq_catchup((select (c->>'lease_token')::uuid from run1), false, '{"pages": 9}',
             'the call budget ran out', 10) - 'last_completed_at',
-  '{"recorded": true, "next_page": 10}', 'the budget stopped it before page 10: recorded, page 10 next');
+  '{"recorded": true, "next_page": 10, "unlisted": 0}', 'the budget stopped it before page 10: recorded, page 10 next');
 select results_eq($$select failures, next_page, last_completed_at, last_error, lease_token is null from pg_temp.catchup()$$,
   $$values (0, 10, null::timestamptz, 'the call budget ran out'::text, true)$$,
   'not a failure (no failure counted), not completed, the note kept, the lease cleared');
@@ -118,7 +118,7 @@ select results_eq($$select c->>'due', (c->>'next_page')::int from run4$$, $$valu
 select is(public.finish_intakeq_catchup(gen_random_uuid(), true, null, null)->>'recorded', 'false',
   'a finish without the current token is refused');
 select is(public.finish_intakeq_catchup((select (c->>'lease_token')::uuid from run4), true, '{"pages": 3}', null, 17) - 'last_completed_at',
-  '{"recorded": true, "next_page": 1}', 'completed: the next pass starts at page 1 (a p_next_page with it is ignored)');
+  '{"recorded": true, "next_page": 1, "unlisted": 0}', 'completed: the next pass starts at page 1 (a p_next_page with it is ignored)');
 select results_eq($$select failures, next_page, last_completed_at = now(), last_error from pg_temp.catchup()$$,
   $$values (0, 1, true, null::text)$$, 'completed now');
 select is(pg_temp.claim_catchup(), '{"due": false, "next_page": null, "lease_token": null, "lease_seconds_left": null}',
@@ -407,6 +407,31 @@ language sql security definer as $$ select count(*) from public.staff_alerts whe
 select is(pg_temp.reread_alerts(), 0::bigint, 'seven failed re-reads: not yet');
 select pg_temp.fail_reread() from generate_series(1, 3);
 select is(pg_temp.reread_alerts(), 1::bigint, 'the eighth makes one staff alert, and later ones none');
+
+-- 9. What a whole pass of the catch-up does not list is re-read -------------------------------------------------------
+-- Ours, synced, and a staff block, both in the window; a third, ours too, that IntakeQ still lists.
+create temp table gone as select pg_temp.book('gone', tests.slot(122, 15)) as id;
+create temp table kept as select pg_temp.book('kept', tests.slot(122, 17)) as id;
+select pg_temp.synced((select id from gone), 'bbbbbbbbbbbbbbbbbbbbbb01');
+select pg_temp.synced((select id from kept), 'bbbbbbbbbbbbbbbbbbbbbb02');
+select pg_temp.apply('bbbbbbbbbbbbbbbbbbbbbb03', pg_temp.iq('bbbbbbbbbbbbbbbbbbbbbb03', 'Confirmed', tests.slot(123, 15)));
+select pg_temp.as_owner($$update public.intakeq_catchup_state set locked_by = null, lease_token = null, locked_until = null,
+                           failures = 0, next_page = 1$$);
+create temp table pass as select pg_temp.claim_catchup(0) as c;
+select is(public.apply_intakeq_appointments(jsonb_build_array(pg_temp.iq('bbbbbbbbbbbbbbbbbbbbbb02', 'Confirmed', tests.slot(122, 17))),
+            (select (c->>'lease_token')::uuid from pass))->>'recorded', 'true', '(a page listing only the third)');
+-- Time passes: what we hold was written before the pass began; the page was listed after it.
+select pg_temp.as_owner($$update public.intakeq_catchup_state set pass_started_at = now() + interval '1 minute';
+                          update public.intakeq_catchup_listed set listed_at = now() + interval '2 minutes'$$);
+select cmp_ok((public.finish_intakeq_catchup((select (c->>'lease_token')::uuid from pass), true, '{}', null, null, current_date + 200)->>'unlisted')::int,
+  '>=', 2, 'the whole window read: what it did not list is nudged (ours and the block below, and this file''s others)');
+select is(array(select pq_appointment_id || ' ' || last_event_type from public.intakeq_inbound_events
+                where processed_at is null and pq_appointment_id like 'bbbbbbbbbbbbbbbbbbbbbb0%' order by 1),
+  array['bbbbbbbbbbbbbbbbbbbbbb01 NotListedByCatchUp', 'bbbbbbbbbbbbbbbbbbbbbb03 NotListedByCatchUp'],
+  'each waits to be re-read like a webhook''s nudge; the one listed does not');
+create temp table pass2 as select pg_temp.claim_catchup(0) as c;
+select is(public.finish_intakeq_catchup((select (c->>'lease_token')::uuid from pass2), true, '{}', 'read the first 100 pages')->>'unlisted',
+  '0', 'a pass that did not read its whole window (no last date) nudges nothing');
 
 select * from finish();
 rollback;
