@@ -17,15 +17,25 @@
 --                    its provider's time: intakeq_busy_blocks, enforced on appointments like the exclusion
 --                    constraints (a trigger raising 23P01 appointments_no_busy_block_overlap), so the web cannot
 --                    book over it (SLOT_TAKEN). Written under the provider's booking lock, as bookings are.
---   conflicts        what cannot be applied without overwriting something (a staff move onto a taken slot), and a
---                    double booking across the two systems (a block over one of ours): intakeq_conflicts, one
---                    open row per IntakeQ appointment and kind, a staff alert when one opens, sync-health lists
---                    them. An open conflict stops our own move of that appointment from being pushed upstream.
+--   conflicts        what cannot be applied without overwriting something (a staff move, or a staff reinstatement,
+--                    onto a taken slot), and a double booking across the two systems (a block over one of ours):
+--                    intakeq_conflicts, one open row per IntakeQ appointment and kind, a staff alert when one
+--                    opens, sync-health lists them. An open move conflict stops our own move of that appointment
+--                    from being pushed upstream, and a reschedule of it here (20261126000600).
+--   reinstatement    ours cancelled, IntakeQ's cancelled as we last knew it (staff cancelled it there, or our
+--                    cancellation landed), and active there again: staff reinstated it, and ours follows at
+--                    IntakeQ's start; its time taken here, ours stays cancelled with the base still cancelled (no
+--                    cancel is owed) and a reinstate_collides conflict opens. A cancellation made here that has not
+--                    reached IntakeQ is still owed.
 --   inbound outbox   intakeq_inbound_events (20261126000400) gains leases: claim, apply (fenced by the lease
 --                    token), release with backoff. A webhook that arrives after the claim keeps the row waiting:
 --                    the re-read may predate the change it announces.
 --   catch-up         webhooks get lost: every INTAKEQ_CATCHUP_MINUTES the cron reads the upcoming appointments
---                    and applies the same rules (intakeq_catchup_state: one lease, when it last completed).
+--                    and applies the same rules (intakeq_catchup_state: one lease, when it last completed). A pass
+--                    longer than one run's call budget resumes where the budget stopped it (next_page: not a
+--                    failure, no backoff); a page is applied only under the current lease. IntakeQ sends no
+--                    webhook when an appointment is deleted: what a pass that read its whole window did not list
+--                    (intakeq_catchup_listed) is re-read, so a deletion is found within a catch-up period.
 --   call budget      the re-reads and catch-up pages draw on IntakeQ's call budget (intakeq_call_reservations)
 --                    with a token of their own, never taking the calls the oldest due booking needs.
 --
@@ -77,11 +87,14 @@ comment on column public.intakeq_busy_blocks.updated_at is
   'When the block last changed (a re-read read before then may be stale).';
 
 -- Conflicts ---------------------------------------------------------------------------------------------------------
+-- A reinstatement whose time is taken here is a conflict of its own kind: staff are told something else than for
+-- a move (ours stays cancelled, and IntakeQ's appointment is not cancelled again), and an open one does not stop a
+-- move the way move_collides does (ours is cancelled: nothing moves).
 create table public.intakeq_conflicts (
   id                uuid primary key default gen_random_uuid(),
   pq_appointment_id text not null check (char_length(pq_appointment_id) between 1 and 64),
   appointment_id    uuid references public.appointments (id) on delete set null,
-  kind              text not null check (kind in ('move_collides', 'block_overlaps')),
+  kind              text not null check (kind in ('move_collides', 'block_overlaps', 'reinstate_collides')),
   detail            text check (char_length(detail) <= 500),
   intakeq_start     timestamptz,
   detected_at       timestamptz not null default now(),
@@ -94,9 +107,9 @@ create unique index intakeq_conflicts_one_open on public.intakeq_conflicts (pq_a
 create index intakeq_conflicts_appointment on public.intakeq_conflicts (appointment_id) where resolved_at is null;
 select private.close_to_browser_roles('public.intakeq_conflicts');
 comment on table public.intakeq_conflicts is
-  'IntakeQ changes that could not be applied (move_collides) and double bookings across the two systems (block_overlaps); open while resolved_at is null. Ids and times only.';
+  'IntakeQ changes that could not be applied (move_collides, reinstate_collides) and double bookings across the two systems (block_overlaps); open while resolved_at is null. Ids and times only.';
 comment on column public.intakeq_conflicts.appointment_id is
-  'Ours: the appointment staff moved (move_collides), or the one the block overlaps (block_overlaps).';
+  'Ours: the appointment staff moved (move_collides) or reinstated (reinstate_collides), or the one the block overlaps (block_overlaps).';
 
 -- A new conflict is a staff alert; so is a webhook whose appointment cannot be re-read for hours.
 alter table public.staff_alerts drop constraint staff_alerts_kind_check;
@@ -246,6 +259,10 @@ begin
         'A change made in IntakeQ could not be applied here: IntakeQ appointment %s was moved to %s UTC, which overlaps another appointment (%s). Ours, %s, is left as it was, and its IntakeQ move is not undone. Move one of them in IntakeQ; the next sync applies it.',
         new.pq_appointment_id, to_char(new.intakeq_start at time zone 'UTC', 'YYYY-MM-DD HH24:MI'),
         coalesce(new.detail, 'no detail'), coalesce(private.alert_appointment(new.appointment_id), 'an appointment'))
+      when 'reinstate_collides' then format(
+        'A change made in IntakeQ could not be applied here: IntakeQ appointment %s, cancelled in IntakeQ, is active there again at %s UTC, which overlaps another appointment (%s). Ours, %s, stays cancelled, and IntakeQ''s appointment is not cancelled again. Cancel it in IntakeQ, or move it there to a free time; the next sync applies it.',
+        new.pq_appointment_id, to_char(new.intakeq_start at time zone 'UTC', 'YYYY-MM-DD HH24:MI'),
+        coalesce(new.detail, 'no detail'), coalesce(private.alert_appointment(new.appointment_id), 'an appointment'))
       else format(
         'Double booking across IntakeQ and the web: IntakeQ appointment %s (booked in IntakeQ, from %s UTC) overlaps %s. Cancel or move one of them.',
         new.pq_appointment_id, to_char(new.intakeq_start at time zone 'UTC', 'YYYY-MM-DD HH24:MI'),
@@ -260,12 +277,20 @@ create trigger intakeq_conflicts_alert after insert on public.intakeq_conflicts
 -- The inbound rules -------------------------------------------------------------------------------------------------
 -- Applies what IntakeQ says now about one of its appointments (p_appointment: its JSON, fields Id, Status,
 -- StartDate and EndDate in Unix ms, Duration in minutes, PractitionerId; NULL: IntakeQ answered 404, gone, taken
--- as Canceled). Answers 'cancelled', 'moved', 'blocked', 'unblocked', 'conflict', 'unchanged' or 'ignored'.
+-- as Canceled). Answers 'cancelled', 'moved', 'reinstated', 'blocked', 'unblocked', 'conflict', 'unchanged' or
+-- 'ignored'.
 --
 -- Ours (our appointment holds its id), locked:
 --   cancelled upstream (Canceled, Declined, gone)     ours cancelled (by 'intakeq')                  'cancelled'
---                                                     already cancelled: the base noted              'unchanged'
---   active upstream, ours cancelled                   our cancellation is owed upstream              'unchanged'
+--                                                     already cancelled: the base noted (and an
+--                                                     open reinstate_collides conflict resolved)     'unchanged'
+--   active upstream, ours cancelled, the base active  our cancellation is owed upstream              'unchanged'
+--     (cancelled here; it has not reached IntakeQ)
+--   active upstream, ours cancelled, the base         staff reinstated it: ours is scheduled again at
+--     cancelled (cancelled there, or ours landed)     IntakeQ's start, our length; the base follows  'reinstated'
+--     ... onto a taken time (23P01)                   nothing of ours changes, the base stays
+--                                                     cancelled (no cancel owed); a conflict
+--                                                     (reinstate_collides)                           'conflict'
 --   theirs = ours                                     the base noted; a move conflict resolved       'unchanged'
 --   theirs = base, <> ours                            our move is owed upstream                      'unchanged'
 --   theirs differs from both                          staff moved it: ours follows, same length      'moved'
@@ -326,17 +351,52 @@ begin
       end if;
       update public.appointments set intakeq_status = coalesce(v_status, 'Canceled')
       where id = v_ours.id and intakeq_status is distinct from coalesce(v_status, 'Canceled');
+      -- Cancelled in IntakeQ again: a reinstatement that could not be applied is settled.
+      perform private.resolve_intakeq_conflict(p_pq_appointment_id, 'reinstate_collides');
       return 'unchanged';
     end if;
 
     if v_start is null then
       return 'ignored';                             -- active, but no start we can read: nothing to compare
     end if;
-    if v_ours.status = 'cancelled' then
-      -- Our cancellation is owed upstream (the sync job posts it).
+    if v_ours.status = 'cancelled' and coalesce(v_ours.intakeq_status, '') not in ('Canceled', 'Declined') then
+      -- Cancelled here (the patient, the partner, staff through our API or by hand), and IntakeQ, as far as we
+      -- know, never had it cancelled: our cancellation is owed upstream (the sync job posts it).
       update public.appointments set intakeq_status = coalesce(v_status, intakeq_status)
       where id = v_ours.id and intakeq_status is distinct from coalesce(v_status, intakeq_status);
       return 'unchanged';
+    end if;
+    if v_ours.status = 'cancelled' then
+      -- IntakeQ had it cancelled (staff cancelled it there, or our cancellation landed), and it is active there
+      -- again: staff reinstated it ("I cancelled by mistake"), whoever cancelled it first. No cancellation may be
+      -- owed for it again: ours follows, at IntakeQ's start with our length, checked like a booking (its locks,
+      -- in book_appointment's order; the exclusion constraints and the busy blocks decide). The base becomes
+      -- IntakeQ's only with ours: were it set active while ours stays cancelled, a cancel would be owed, and the
+      -- sync would post a cancellation the patient never asked for.
+      perform private.lock_booking_slots(v_ours.provider_id, v_ours.patient_id);
+      begin
+        update public.appointments
+        set status = 'scheduled', sync_status = 'synced',
+            start_time = v_start, end_time = v_start + (v_ours.end_time - v_ours.start_time),
+            intakeq_start_time = v_start, intakeq_status = coalesce(v_status, 'Confirmed'),
+            cancelled_at = null, cancelled_by = null, cancellation_reason = null
+        where id = v_ours.id;
+      exception when exclusion_violation then
+        -- Its time was taken here meanwhile: nothing of ours changes, and nothing is owed (the base still says
+        -- cancelled). Staff settle it in IntakeQ (cancel it again, or move it to a free time).
+        get stacked diagnostics v_constraint = constraint_name;
+        perform private.note_intakeq_conflict(p_pq_appointment_id, v_ours.id, 'reinstate_collides', v_start,
+          format('reinstated in IntakeQ at %s UTC; that time is taken here (%s)',
+                 to_char(v_start at time zone 'UTC', 'YYYY-MM-DD HH24:MI'),
+                 case v_constraint
+                   when 'appointments_no_provider_overlap' then 'the provider has another appointment'
+                   when 'appointments_no_patient_overlap' then 'the patient has another appointment'
+                   when 'appointments_no_busy_block_overlap' then 'the provider is busy in IntakeQ'
+                   else coalesce(v_constraint, 'an exclusion constraint') end));
+        return 'conflict';
+      end;
+      perform private.resolve_intakeq_conflict(p_pq_appointment_id, 'reinstate_collides');
+      return 'reinstated';
     end if;
     if v_start = v_ours.start_time or v_start = v_ours.intakeq_start_time then
       -- In step, or our move is owed upstream (theirs is still the base): nothing of staff's to apply, so no
@@ -435,7 +495,7 @@ end;
 $$;
 
 comment on function private.apply_intakeq_appointment(text, jsonb) is
-  'Applies what IntakeQ says now about one appointment (NULL: gone): cancelled, moved, blocked, unblocked, conflict, unchanged or ignored.';
+  'Applies what IntakeQ says now about one appointment (NULL: gone): cancelled, moved, reinstated, blocked, unblocked, conflict, unchanged or ignored.';
 
 -- Whether anything we hold for this IntakeQ appointment was written after p_since: a re-read made before then may
 -- be older than what is stored, and must not be applied over it.
@@ -631,12 +691,56 @@ begin
 end;
 $$;
 
+-- The catch-up ------------------------------------------------------------------------------------------------------
+create table public.intakeq_catchup_state (
+  id                boolean primary key default true check (id),
+  last_started_at   timestamptz,
+  last_completed_at timestamptz,
+  locked_by         text check (char_length(locked_by) between 1 and 100),
+  lease_token       uuid,
+  locked_until      timestamptz,
+  failures          integer not null default 0 check (failures >= 0),
+  last_error        text check (char_length(last_error) <= 500),
+  last_counts       jsonb check (jsonb_typeof(last_counts) = 'object'),
+  updated_at        timestamptz not null default now(),
+  next_page         integer not null default 1 check (next_page between 1 and 1000),
+  pass_started_at   timestamptz,
+  constraint intakeq_catchup_state_lease_whole
+    check ((locked_by is null) = (lease_token is null) and (lease_token is null) = (locked_until is null))
+);
+insert into public.intakeq_catchup_state default values;
+select private.close_to_browser_roles('public.intakeq_catchup_state');
+comment on table public.intakeq_catchup_state is
+  'The catch-up (re-reading IntakeQ''s upcoming appointments, for lost webhooks): one row, its lease, when it last completed.';
+comment on column public.intakeq_catchup_state.failures is
+  'Runs that failed since the last completed one: the next waits 1, 2, 4 ... minutes (at most 30, at most the period).';
+comment on column public.intakeq_catchup_state.next_page is
+  'The page the next catch-up run reads first: 1 after a completed pass; where an unfinished run stopped (the budget ran out) otherwise.';
+comment on column public.intakeq_catchup_state.pass_started_at is
+  'When the current (or last) pass began at page 1: what it lists from then on is what IntakeQ still has.';
+
+-- What a pass saw IntakeQ list: IntakeQ sends no webhook when an appointment is deleted (and a lost webhook leaves
+-- no trace), so what a pass that read its whole window did not list is re-read (finish_intakeq_catchup).
+create table public.intakeq_catchup_listed (
+  pq_appointment_id text primary key check (char_length(pq_appointment_id) between 1 and 64),
+  listed_at         timestamptz not null
+);
+select private.close_to_browser_roles('public.intakeq_catchup_listed');
+comment on table public.intakeq_catchup_listed is
+  'IntakeQ appointment ids the catch-up saw listed, and when: what a whole pass did not list is re-read. Ids only.';
+
 -- The catch-up applies a page of IntakeQ's appointments (each with its own Id): answers the count of each result
--- ({cancelled, moved, blocked, unblocked, conflict, unchanged, ignored, skipped}). While a catch-up holds its
--- lease, an appointment whose row or block was written after that catch-up began is skipped: the page may be
--- older than that write (a re-read or a sync job's result), and the next catch-up reads it again. Waiting inbound
--- events for the page's appointments stay waiting (a re-read is cheap, and may be newer than the page).
-create function public.apply_intakeq_appointments(p_appointments jsonb)
+-- ({cancelled, moved, reinstated, blocked, unblocked, conflict, unchanged, ignored, skipped}) and recorded (whether
+-- the page was applied). While a catch-up holds its lease, an appointment whose row or block was written after
+-- that catch-up began is skipped: the page may be older than that write (a re-read or a sync job's result), and
+-- the next catch-up reads it again. Waiting inbound events for the page's appointments stay waiting (a re-read is
+-- cheap, and may be newer than the page).
+-- p_lease_token (the catch-up's, from claim_intakeq_catchup): unless it is the current lease's, nothing is applied
+-- and the counts are all 0 with recorded false. A runner whose lease ran out and was taken over (or that already
+-- finished) cannot write a page it read long ago over what the new holder or a re-read wrote since. The catch-up's
+-- row is held (FOR SHARE) while the page is applied, so the lease is not taken over meanwhile; the page's ids are
+-- noted as listed (intakeq_catchup_listed). Without a token (staff, tests), the page is applied, and nothing noted.
+create function public.apply_intakeq_appointments(p_appointments jsonb, p_lease_token uuid default null)
 returns jsonb
 language plpgsql
 volatile
@@ -644,17 +748,26 @@ security definer
 set search_path = ''
 as $$
 declare
+  v_state  public.intakeq_catchup_state;
   v_since  timestamptz;
   v_appt   jsonb;
   v_id     text;
   v_result text;
-  v_counts jsonb := jsonb_build_object('cancelled', 0, 'moved', 0, 'blocked', 0, 'unblocked', 0, 'conflict', 0,
-                                       'unchanged', 0, 'ignored', 0, 'skipped', 0);
+  v_counts jsonb := jsonb_build_object('cancelled', 0, 'moved', 0, 'reinstated', 0, 'blocked', 0, 'unblocked', 0,
+                                       'conflict', 0, 'unchanged', 0, 'ignored', 0, 'skipped', 0);
 begin
   if jsonb_typeof(p_appointments) is distinct from 'array' or jsonb_array_length(p_appointments) > 1000 then
     perform private.fail(400, 'INVALID_REQUEST', 'intakeq_catchup', 'p_appointments must be an array of at most 1000 appointments');
   end if;
-  select last_started_at into v_since from public.intakeq_catchup_state where locked_until > now();
+  if p_lease_token is not null then
+    select * into v_state from public.intakeq_catchup_state for share;
+    if v_state.lease_token is distinct from p_lease_token then
+      return v_counts || jsonb_build_object('recorded', false);
+    end if;
+    v_since := v_state.last_started_at;
+  else
+    select last_started_at into v_since from public.intakeq_catchup_state where locked_until > now();
+  end if;
   for v_appt in select value from jsonb_array_elements(p_appointments) loop
     v_id := case when jsonb_typeof(v_appt) = 'object' then nullif(v_appt->>'Id', '') end;
     if v_id is null or char_length(v_id) > 64 then
@@ -669,36 +782,22 @@ begin
     end if;
     v_counts := jsonb_set(v_counts, array[v_result], to_jsonb((v_counts->>v_result)::integer + 1));
   end loop;
-  return v_counts;
+  if p_lease_token is not null then
+    -- What this pass saw IntakeQ list: at its end, ours and the blocks it did not see are re-read.
+    insert into public.intakeq_catchup_listed (pq_appointment_id, listed_at)
+    select distinct e.value->>'Id', now() from jsonb_array_elements(p_appointments) e
+    where jsonb_typeof(e.value) = 'object' and char_length(e.value->>'Id') between 1 and 64
+    on conflict (pq_appointment_id) do update set listed_at = excluded.listed_at;
+  end if;
+  return v_counts || jsonb_build_object('recorded', true);
 end;
 $$;
 
--- The catch-up ------------------------------------------------------------------------------------------------------
-create table public.intakeq_catchup_state (
-  id                boolean primary key default true check (id),
-  last_started_at   timestamptz,
-  last_completed_at timestamptz,
-  locked_by         text check (char_length(locked_by) between 1 and 100),
-  lease_token       uuid,
-  locked_until      timestamptz,
-  failures          integer not null default 0 check (failures >= 0),
-  last_error        text check (char_length(last_error) <= 500),
-  last_counts       jsonb check (jsonb_typeof(last_counts) = 'object'),
-  updated_at        timestamptz not null default now(),
-  constraint intakeq_catchup_state_lease_whole
-    check ((locked_by is null) = (lease_token is null) and (lease_token is null) = (locked_until is null))
-);
-insert into public.intakeq_catchup_state default values;
-select private.close_to_browser_roles('public.intakeq_catchup_state');
-comment on table public.intakeq_catchup_state is
-  'The catch-up (re-reading IntakeQ''s upcoming appointments, for lost webhooks): one row, its lease, when it last completed.';
-comment on column public.intakeq_catchup_state.failures is
-  'Runs that failed since the last completed one: the next waits 1, 2, 4 ... minutes (at most 30, at most the period).';
-
 -- Takes the catch-up's lease when it is due: not leased, and never completed or completed p_every_minutes ago
--- (0: every time); after failed runs, not before a backoff of 1, 2, 4 ... minutes (at most 30, at most the
--- period), so a failing IntakeQ is not asked every minute of the day. Answers {due, lease_token,
--- lease_seconds_left} (the last two null when not due).
+-- (0: every time), or a pass under way (next_page past 1) whatever the period, so that it finishes; after failed
+-- runs, not before a backoff of 1, 2, 4 ... minutes (at most 30, at most the period), so a failing IntakeQ is not
+-- asked every minute of the day. A claim at page 1 begins a pass (pass_started_at). Answers {due, lease_token,
+-- lease_seconds_left, next_page} (all but due null when not due): next_page is the page to read first.
 create function public.claim_intakeq_catchup(p_runner text, p_every_minutes integer, p_lease_seconds integer)
 returns jsonb
 language plpgsql
@@ -717,25 +816,45 @@ begin
   end if;
   select * into v_state from public.intakeq_catchup_state for update;
   if (v_state.locked_until is not null and v_state.locked_until > now())
-     or (p_every_minutes > 0 and v_state.last_completed_at + make_interval(mins => p_every_minutes) > now())
+     or (p_every_minutes > 0 and v_state.next_page = 1
+         and v_state.last_completed_at + make_interval(mins => p_every_minutes) > now())
      or (p_every_minutes > 0 and v_state.failures > 0
          and v_state.last_started_at + make_interval(mins => least(p_every_minutes, 30, power(2, least(v_state.failures, 10) - 1)::integer)) > now()) then
-    return jsonb_build_object('due', false, 'lease_token', null, 'lease_seconds_left', null);
+    return jsonb_build_object('due', false, 'lease_token', null, 'lease_seconds_left', null, 'next_page', null);
   end if;
   update public.intakeq_catchup_state
   set locked_by = p_runner, lease_token = gen_random_uuid(), locked_until = now() + make_interval(secs => p_lease_seconds),
-      last_started_at = now(), updated_at = now()
+      last_started_at = now(), updated_at = now(),
+      -- a pass from page 1 begins: what it lists from now on is what IntakeQ still has
+      pass_started_at = case when next_page = 1 then now() else pass_started_at end
   returning * into v_state;
   return jsonb_build_object('due', true, 'lease_token', v_state.lease_token,
-                            'lease_seconds_left', private.seconds_left(v_state.locked_until));
+                            'lease_seconds_left', private.seconds_left(v_state.locked_until),
+                            'next_page', v_state.next_page);
 end;
 $$;
 
--- Ends the catch-up's lease: completed (every page read and applied; p_counts its totals) or failed (p_error, no
--- patient data). A completed run also forgets blocks that ended more than three days ago (the catch-up reads from
--- yesterday in IntakeQ's zone: anything older is never read again, and no booking can be in the past). Answers {recorded,
--- last_completed_at}; recorded false (nothing changed) unless p_lease_token is current.
-create function public.finish_intakeq_catchup(p_lease_token uuid, p_completed boolean, p_counts jsonb, p_error text)
+-- Ends the catch-up's lease, one of three ways:
+--   completed     every page read and applied (p_counts its totals): last_completed_at now, the next pass starts
+--                 at page 1, and blocks that ended more than three days ago are forgotten (the catch-up reads from
+--                 yesterday in IntakeQ's zone: anything older is never read again, and no booking can be in the past)
+--   unfinished    not completed, p_next_page given: the run stopped without failing (the call budget ran out)
+--                 and the pass resumes at p_next_page. No failure is counted and no backoff follows: due at the next
+--                 claim. p_error, if any, is kept as a note.
+--   failed        not completed, no p_next_page (a page that failed): failures + 1 and the backoff, last_error
+--                 (p_error, no patient data); next_page is kept, so the next run resumes where the last unfinished
+--                 one stopped (the pages this run read are read again).
+-- p_next_page is ignored when completed. p_listed_until, with a completed pass that read its whole window (the
+-- window's last date): what it did not list is re-read (below). Answers {recorded, last_completed_at, next_page,
+-- unlisted}; recorded false (nothing changed, no unlisted) unless p_lease_token is current.
+create function public.finish_intakeq_catchup(
+  p_lease_token  uuid,
+  p_completed    boolean,
+  p_counts       jsonb,
+  p_error        text,
+  p_next_page    integer default null,
+  p_listed_until date    default null    -- a pass that read its whole window: the window's last date
+)
 returns jsonb
 language plpgsql
 volatile
@@ -743,27 +862,59 @@ security definer
 set search_path = ''
 as $$
 declare
-  v_state public.intakeq_catchup_state;
+  v_state      public.intakeq_catchup_state;
+  v_unfinished boolean := not p_completed and p_next_page is not null;
+  v_pass_start timestamptz;
+  v_unlisted   integer := 0;
 begin
   if p_lease_token is null or p_completed is null
-     or (p_counts is not null and jsonb_typeof(p_counts) not in ('object', 'null')) then
-    perform private.fail(400, 'INVALID_REQUEST', 'intakeq_catchup', 'p_lease_token and p_completed are required; p_counts is an object');
+     or (p_counts is not null and jsonb_typeof(p_counts) not in ('object', 'null'))
+     or (p_next_page is not null and p_next_page not between 1 and 1000) then
+    perform private.fail(400, 'INVALID_REQUEST', 'intakeq_catchup',
+      'p_lease_token and p_completed are required; p_counts is an object; p_next_page is 1-1000');
   end if;
   select * into v_state from public.intakeq_catchup_state for update;
   if v_state.lease_token is distinct from p_lease_token then
-    return jsonb_build_object('recorded', false, 'last_completed_at', private.rfc3339(v_state.last_completed_at));
+    return jsonb_build_object('recorded', false, 'last_completed_at', private.rfc3339(v_state.last_completed_at),
+                              'next_page', v_state.next_page);
   end if;
+  v_pass_start := v_state.pass_started_at;
   update public.intakeq_catchup_state
   set last_completed_at = case when p_completed then now() else last_completed_at end,
-      failures = case when p_completed then 0 else failures + 1 end,
-      last_error = case when p_completed then left(p_error, 500) else coalesce(left(p_error, 500), 'not completed') end,
+      failures = case when p_completed or v_unfinished then 0 else failures + 1 end,
+      last_error = case when p_completed or v_unfinished then left(p_error, 500)
+                        else coalesce(left(p_error, 500), 'not completed') end,
+      next_page = case when p_completed then 1 when v_unfinished then p_next_page else next_page end,
       last_counts = case when jsonb_typeof(p_counts) = 'object' then p_counts end,
       locked_by = null, lease_token = null, locked_until = null, updated_at = now()
   returning * into v_state;
   if p_completed then
     delete from public.intakeq_busy_blocks where end_time < now() - interval '3 days';
   end if;
-  return jsonb_build_object('recorded', true, 'last_completed_at', private.rfc3339(v_state.last_completed_at));
+  if p_completed and p_listed_until is not null and v_pass_start is not null then
+    -- IntakeQ sends no webhook when an appointment is deleted, and a lost webhook leaves no trace: what we hold
+    -- for the window the pass read whole (from its start to a day before its last date, clear of any time zone's
+    -- dates), unchanged here since the pass began, and not listed by it, is re-read like a webhook's nudge (one
+    -- call each). A 404 there then cancels ours or lifts the block; anything else is applied as it stands.
+    with unlisted as (
+      select a.pq_appointment_id from public.appointments a
+      where a.pq_appointment_id is not null and a.status <> 'cancelled'
+        and a.start_time >= v_pass_start and a.start_time < (p_listed_until - 1)::timestamp at time zone 'UTC'
+        and a.updated_at < v_pass_start
+      union
+      select b.pq_appointment_id from public.intakeq_busy_blocks b
+      where b.start_time >= v_pass_start and b.start_time < (p_listed_until - 1)::timestamp at time zone 'UTC'
+        and b.updated_at < v_pass_start
+    ), nudged as (
+      select public.note_intakeq_webhook(u.pq_appointment_id, 'NotListedByCatchUp') from unlisted u
+      where not exists (select from public.intakeq_catchup_listed l
+                        where l.pq_appointment_id = u.pq_appointment_id and l.listed_at >= v_pass_start)
+    )
+    select count(*) into v_unlisted from nudged;
+    delete from public.intakeq_catchup_listed where listed_at < v_pass_start;
+  end if;
+  return jsonb_build_object('recorded', true, 'last_completed_at', private.rfc3339(v_state.last_completed_at),
+                            'next_page', v_state.next_page, 'unlisted', v_unlisted);
 end;
 $$;
 
@@ -963,9 +1114,9 @@ revoke all on function
   public.claim_intakeq_inbound_events(text, integer, integer),
   public.apply_intakeq_event(uuid, uuid, jsonb),
   public.release_intakeq_event(uuid, uuid, text, integer),
-  public.apply_intakeq_appointments(jsonb),
+  public.apply_intakeq_appointments(jsonb, uuid),
   public.claim_intakeq_catchup(text, integer, integer),
-  public.finish_intakeq_catchup(uuid, boolean, jsonb, text),
+  public.finish_intakeq_catchup(uuid, boolean, jsonb, text, integer, date),
   public.reserve_intakeq_budget(text, uuid, integer, integer, integer, integer, integer),
   public.report_intakeq_calls(uuid, integer, integer)
 from public, anon, authenticated;
@@ -973,9 +1124,9 @@ grant execute on function
   public.claim_intakeq_inbound_events(text, integer, integer),
   public.apply_intakeq_event(uuid, uuid, jsonb),
   public.release_intakeq_event(uuid, uuid, text, integer),
-  public.apply_intakeq_appointments(jsonb),
+  public.apply_intakeq_appointments(jsonb, uuid),
   public.claim_intakeq_catchup(text, integer, integer),
-  public.finish_intakeq_catchup(uuid, boolean, jsonb, text),
+  public.finish_intakeq_catchup(uuid, boolean, jsonb, text, integer, date),
   public.reserve_intakeq_budget(text, uuid, integer, integer, integer, integer, integer),
   public.report_intakeq_calls(uuid, integer, integer)
 to service_role;

@@ -24,10 +24,19 @@
 --                    that ended (done, cancelled) starts again when its appointment now owes IntakeQ something.
 --   applied          the outcome of a cancel or a move: IntakeQ's appointment as the attempt last saw it goes
 --                    through the inbound rules (private.apply_intakeq_appointment), so a change staff made
---                    meanwhile is taken, not overwritten.
+--                    meanwhile is taken, not overwritten. A re-read that finds what we owe still owed (our write
+--                    never landed) keeps the same job going, its attempts and retry window kept, so a write that
+--                    keeps failing dies (and alerts) instead of starting afresh each minute.
 --   posted_starts    every start a post of the create, or a move, may have used: a booking moved before it synced
 --                    is looked for at each of them, so a reconcile never misses the first post; a re-read finding
---                    IntakeQ at one of them finds our own write landed (20261126000800).
+--                    IntakeQ at one of them finds our own write landed (the base), so a patient's later
+--                    reschedule is not taken for a staff move back to the earlier start.
+--   in review        while an open move_collides conflict stands (staff moved it in IntakeQ to a time taken here),
+--                    no move of ours is pushed over it, and reschedule_appointment refuses (409
+--                    APPOINTMENT_IN_REVIEW): it would be taken here and never reach IntakeQ. A cancel stays allowed.
+--   transient errors a deadlock, a serialization failure, a lock timeout or a shutdown while record_sync_result
+--                    stores a 'synced' answer or adopts what a lookup found is raised, so the report is retried,
+--                    instead of ending the job dead or losing the adoption.
 --
 -- Lock order: the job's row, then the appointment's row, then the booking advisory locks
 -- (private.lock_booking_slots). record_sync_result (job, then apply's appointment and locks), cancel_appointment
@@ -354,8 +363,8 @@ $$;
 --     its appointment is cancelled, else 'done'. For a booking cancelled before it reached IntakeQ that is the
 --     old end (nothing to look up, no holder vanished); a booking in IntakeQ whose cancellation is owed is now
 --     claimed for it instead.
---   * leasing a create of an appointment not in IntakeQ yet adds its start to posted_starts (moved to the end if
---     it is there already, so the last is the start this lease posts).
+--   * leasing a create of an appointment not in IntakeQ yet, or a move, adds its start to posted_starts (moved to
+--     the end if it is there already, so the last is the start this lease posts).
 create or replace function public.claim_sync_jobs(
   p_runner              text,
   p_limit               integer,
@@ -490,11 +499,18 @@ $$;
 --     attempt wrote it (p_intakeq_written), what IntakeQ answered is first taken as what IntakeQ has from us
 --     (the base): our own change is never mistaken for a staff change, and a change made here meanwhile (a second
 --     reschedule during the lease) stays owed. A stale 'applied' is refused and makes the next attempt re-read
---     first (needs_reconcile): the stale holder's change may have reached IntakeQ.
+--     first (needs_reconcile): the stale holder's change may have reached IntakeQ. A re-read (not written by this
+--     attempt) finding IntakeQ at a start we sent it ourselves (posted_starts) takes it as ours landing, the base,
+--     before the rules run. A re-read finding what we owe still owed (our earlier write never landed) leaves the
+--     same job pending, due now, its attempts and retry window kept, instead of ending it (and reopening it afresh).
 --   * 'synced' also records what IntakeQ has (the base) when it is new to us: p_intakeq_appointment's Status
 --     (else 'Confirmed') and StartDate (else the start the lease posted, else the start).
 --   * 'cancelled' with an IntakeQ appointment a lookup found upstream: it is adopted (its id, synced, the base),
 --     so its cancellation is owed and posted, instead of being left to staff as a possible duplicate.
+--   * a transient error of the database (private.is_transient: SQLSTATE classes 40, 53, 57 and 55P03) while a
+--     'synced' answer is stored or a lookup's find adopted is raised, so the worker's report fails and is retried;
+--     only an error of the answer itself (one that will fail again) ends the job dead, or is left to staff as a
+--     possible duplicate.
 --   * a booking cancelled while it was being posted is no longer listed for staff: its cancellation is posted.
 --     Such a job ends 'cancelled' (its paperwork is not required any more).
 --   * after any recorded outcome that ends the job (done or cancelled), if IntakeQ is still owed something (a
@@ -674,8 +690,11 @@ begin
         where id = v_job.appointment_id and intake_forms_status in ('pending', 'failed');
       end if;
     exception when others then
-      -- An answer the database refuses for good: the job ends, visibly, instead of coming back every minute.
       get stacked diagnostics v_sqlstate = returned_sqlstate, v_constraint = constraint_name;
+      if private.is_transient(v_sqlstate) then
+        raise;                                      -- the database, not the answer: the report is worth retrying
+      end if;
+      -- An answer the database refuses for good: the job ends, visibly, instead of coming back every minute.
       perform private.kill_sync_job(p_job_id,
         format('IntakeQ''s answer could not be stored (%s %s)', v_sqlstate, coalesce(v_constraint, '')), 'permanent');
       return private.sync_job(p_job_id) || jsonb_build_object('recorded', true);
@@ -731,6 +750,11 @@ begin
         update public.appointments
         set intakeq_status = coalesce(v_status, intakeq_status), intakeq_start_time = coalesce(v_start, intakeq_start_time)
         where id = v_job.appointment_id;
+      elsif v_start is not null and v_start = any(v_job.posted_starts) and not coalesce(v_status in ('Canceled', 'Declined'), false) then
+        -- A re-read finding IntakeQ at a start we sent it ourselves (an earlier move whose answer was lost, the
+        -- patient having moved again since): that is ours landing, not staff moving it, and the base.
+        update public.appointments set intakeq_start_time = v_start
+        where id = v_job.appointment_id and intakeq_start_time is distinct from v_start;
       end if;
       perform private.apply_intakeq_appointment(v_recorded, p_intakeq_appointment);
     exception when others then
@@ -742,12 +766,21 @@ begin
         format('IntakeQ''s answer could not be applied (%s %s)', v_sqlstate, coalesce(v_constraint, '')), 'permanent');
       return private.sync_job(p_job_id) || jsonb_build_object('recorded', true);
     end;
-    update public.sync_retry_queue
-    set state = case when (select status from public.appointments where id = v_job.appointment_id) = 'cancelled'
-                     then 'cancelled' else 'done' end,
-        completed_at = now(), needs_reconcile = false,
-        error_message = null, last_error_kind = null, locked_by = null, locked_until = null
-    where id = p_job_id;
+    if not p_intakeq_written and private.owed_intakeq_operation(p_job_id) is not null then
+      -- A re-read found what we owe still owed (our earlier write never landed): the same job goes on, due now,
+      -- its attempts and its retry window kept, so a write that keeps failing ends, visibly, instead of starting
+      -- afresh every minute.
+      update public.sync_retry_queue
+      set needs_reconcile = false, next_retry_at = now(), locked_by = null, locked_until = null
+      where id = p_job_id;
+    else
+      update public.sync_retry_queue
+      set state = case when (select status from public.appointments where id = v_job.appointment_id) = 'cancelled'
+                       then 'cancelled' else 'done' end,
+          completed_at = now(), needs_reconcile = false,
+          error_message = null, last_error_kind = null, locked_by = null, locked_until = null
+      where id = p_job_id;
+    end if;
 
   elsif p_outcome = 'cancelled' then
     if p_pq_appointment_id is not null then
@@ -762,7 +795,13 @@ begin
           where id = v_job.appointment_id;
           v_adopted := true;
         exception when others then
-          null;                                     -- not storable: staff are shown it below instead
+          -- The database, not the answer (a deadlock, a serialization failure, a lock timeout, a shutdown): the
+          -- report fails and is worth retrying, rather than losing the adoption to a possible-duplicate note.
+          get stacked diagnostics v_sqlstate = returned_sqlstate;
+          if private.is_transient(v_sqlstate) then
+            raise;
+          end if;
+          -- Not storable for good: staff are shown it below instead.
         end;
       end if;
       if v_adopted then
@@ -951,8 +990,10 @@ $$;
 -- patient's other appointment; the caller is the patient, or trusted), step conflict_check; nothing is changed
 -- then. The same start: changed false, nothing written. The sync job is reopened to move it in IntakeQ (or, not
 -- there yet, to post it at the new start). Errors besides: INVALID_REQUEST 400 (request_validation),
--- APPOINTMENT_NOT_FOUND 404 (appointment_lookup), APPOINTMENT_CANCELLED 409 and APPOINTMENT_STARTED 422
--- (appointment_change).
+-- APPOINTMENT_NOT_FOUND 404 (appointment_lookup), APPOINTMENT_CANCELLED 409, APPOINTMENT_STARTED 422 and
+-- APPOINTMENT_IN_REVIEW 409 (appointment_change): while an open move_collides conflict stands for the appointment
+-- (staff moved it in IntakeQ to a time taken here), nothing is changed. A cancel stays allowed: it ends the
+-- conflict (appointments_settle_intakeq_conflicts) and owes IntakeQ a cancel as before.
 create function public.reschedule_appointment(
   p_appointment_id uuid,
   p_start          timestamptz,
@@ -993,6 +1034,14 @@ begin
   end if;
   if v_appointment.start_time <= now() then
     perform private.fail(422, 'APPOINTMENT_STARTED', 'appointment_change', 'the appointment has started or is over');
+  end if;
+  -- Staff moved it in IntakeQ to a time taken here: until they settle that in IntakeQ, no move of ours is pushed
+  -- there (private.owed_intakeq_operation), so a reschedule taken now would never reach IntakeQ. (Read under the
+  -- appointment's lock, which the inbound rules hold when they open a conflict.)
+  if exists (select from public.intakeq_conflicts c
+             where c.appointment_id = p_appointment_id and c.kind = 'move_collides' and c.resolved_at is null) then
+    perform private.fail(409, 'APPOINTMENT_IN_REVIEW', 'appointment_change',
+      'staff moved this appointment in IntakeQ to a time taken here; it can be moved once they settle that in IntakeQ');
   end if;
 
   if v_start <> v_appointment.start_time then

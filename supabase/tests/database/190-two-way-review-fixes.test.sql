@@ -1,4 +1,4 @@
--- Two-way with IntakeQ, after review (20261126000800_two_way_review_fixes.sql): the catch-up resumes where the
+-- Two-way with IntakeQ, after review (20261126000500 and 20261126000600): the catch-up resumes where the
 -- budget stopped it (not a failure) and a page is fenced by its lease; no reschedule while staff have a move to
 -- settle in IntakeQ; a reinstatement made in IntakeQ is followed (or a conflict, and no cancel owed); a transient
 -- error in the adoption of what a lookup found is raised.
