@@ -125,6 +125,19 @@ impl BookingStore for FakeStore {
     }
 }
 
+impl FakeStore {
+    /// `wanted` calls of the budget (`budget_left`), all or none.
+    fn take_from_budget(&self, wanted: u32) -> Reservation {
+        match self.budget_left.get() {
+            Some(left) if left < wanted => Reservation { reserved: false, calls: 0, wait_ms: Some(1000) },
+            left => {
+                self.budget_left.set(left.map(|l| l - wanted));
+                Reservation { reserved: true, calls: wanted, wait_ms: None }
+            }
+        }
+    }
+}
+
 impl InboundStore for FakeStore {
     async fn note_intakeq_webhook(&self, nudge: &Nudge, _request_id: &str) -> Result<Noted, StoreError> {
         let mut nudges = self.nudges.borrow_mut();
@@ -173,13 +186,7 @@ impl InboundStore for FakeStore {
 
     async fn reserve_intakeq_budget(&self, _holder: &str, _lease_token: Uuid, calls: u32, _hold_seconds: u32, _budget: &CallBudget)
         -> Result<Reservation, StoreError> {
-        match self.budget_left.get() {
-            Some(left) if left < calls => Ok(Reservation { reserved: false, calls: 0, wait_ms: Some(1000) }),
-            left => {
-                self.budget_left.set(left.map(|l| l - calls));
-                Ok(Reservation { reserved: true, calls, wait_ms: None })
-            }
-        }
+        Ok(self.take_from_budget(calls))
     }
 
     async fn report_intakeq_calls(&self, _lease_token: Uuid, made: u32, rate_limited_seconds: Option<u64>) -> Result<(), StoreError> {
@@ -269,14 +276,7 @@ impl SyncStore for FakeStore {
 
     async fn reserve_intakeq_calls(&self, _job: &SyncJob, _runner: &str, calls: Option<u32>, _budget: &CallBudget) -> Result<Reservation, StoreError> {
         self.reservations.borrow_mut().push(calls);
-        let wanted = calls.unwrap_or(3);
-        match self.budget_left.get() {
-            Some(left) if left < wanted => Ok(Reservation { reserved: false, calls: 0, wait_ms: Some(1000) }),
-            left => {
-                self.budget_left.set(left.map(|l| l - wanted));
-                Ok(Reservation { reserved: true, calls: wanted, wait_ms: None })
-            }
-        }
+        Ok(self.take_from_budget(calls.unwrap_or(3)))
     }
 
     async fn intakeq_budget_wait(&self, _budget: &CallBudget) -> Result<Option<u64>, StoreError> {

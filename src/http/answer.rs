@@ -34,12 +34,13 @@ impl From<Answer> for Answered<'_> {
     }
 }
 
-/// The database's answer in the contract's terms.
-pub fn booking_error(store_error: &StoreError) -> BookingError {
+/// The database's answer in the contract's terms: a refusal names its own step; a call that failed as such names
+/// `call_step`, the step of the calling route.
+pub fn booking_error(store_error: &StoreError, call_step: Step) -> BookingError {
     match store_error {
         StoreError::Refused { code, step, .. } => BookingError::new(*code, *step),
-        StoreError::Unavailable { .. } => BookingError::new(ErrorCode::DatabaseUnavailable, Step::BookingRpc),
-        StoreError::Unexpected { .. } => BookingError::new(ErrorCode::InternalError, Step::BookingRpc),
+        StoreError::Unavailable { .. } => BookingError::new(ErrorCode::DatabaseUnavailable, call_step),
+        StoreError::Unexpected { .. } => BookingError::new(ErrorCode::InternalError, call_step),
     }
     .with_debug(store_error.debug())
 }

@@ -138,7 +138,7 @@ pub async fn book<'a>(
             }
         }
         Err(store_error) => {
-            let error = booking_error(&store_error);
+            let error = booking_error(&store_error, Step::BookingRpc);
             let code = error.code.as_str();
             let step = error.step.as_str();
             if error.code.status() >= 500 {

@@ -10,12 +10,11 @@ use serde_json::json;
 use tracing::{info, warn};
 use uuid::Uuid;
 
-use super::answer::Answer;
+use super::answer::{booking_error, Answer};
 use crate::abuse::{address_refused, Gatekeeper, PER_IP_RETRY_AFTER};
-use super::{bearer_is, HttpRequest, MAX_BODY_BYTES};
+use super::{bearer, bearer_is, is_json, HttpRequest, MAX_BODY_BYTES};
 use crate::booking::change::{Change, ChangeStore, ChangedBy};
 use crate::booking::error::{BookingError, ErrorCode, Step};
-use crate::booking::store::StoreError;
 use crate::config::Config;
 use crate::support::clock::Clock;
 use crate::support::manage_token;
@@ -50,7 +49,7 @@ fn changed_by(request: &HttpRequest, config: &Config, appointment_id: Uuid) -> O
     if bearer_is(request, config.partner_api_token.as_ref()) {
         return Some(ChangedBy::Partner);
     }
-    let token = request.header("authorization").and_then(|h| h.strip_prefix("Bearer "))?;
+    let token = bearer(request)?;
     let secret = config.manage_token_secret.as_ref()?;
     manage_token::allows(secret, appointment_id, token.trim()).then_some(ChangedBy::Patient)
 }
@@ -83,10 +82,7 @@ pub async fn change(
     if request.body.len() > MAX_BODY_BYTES {
         return refuse(BookingError::new(ErrorCode::PayloadTooLarge, Step::RequestValidation));
     }
-    let json = request.header("content-type").is_some_and(|t| {
-        t.split(';').next().is_some_and(|media| media.trim().eq_ignore_ascii_case("application/json"))
-    });
-    if !json && !(action == Action::Cancel && request.body.is_empty()) {
+    if !is_json(request) && !(action == Action::Cancel && request.body.is_empty()) {
         return refuse(BookingError::new(ErrorCode::UnsupportedMediaType, Step::RequestValidation));
     }
     let parsed = match action {
@@ -116,12 +112,7 @@ pub async fn change(
     match data {
         Ok(data) => Answer { status: 200, headers: Vec::new(), body: json!({"success": true, "requestId": request_id.as_str(), "data": data}) },
         Err(store_error) => {
-            let error = match &store_error {
-                StoreError::Refused { code, step, .. } => BookingError::new(*code, *step),
-                StoreError::Unavailable { .. } => BookingError::new(ErrorCode::DatabaseUnavailable, Step::AppointmentChange),
-                StoreError::Unexpected { .. } => BookingError::new(ErrorCode::InternalError, Step::AppointmentChange),
-            }
-            .with_debug(store_error.debug());
+            let error = booking_error(&store_error, Step::AppointmentChange);
             warn!(step = %error.step.as_str(), outcome = "refused", code = %error.code.as_str(), appointment_id = %appointment_id,
                   debug = %store_error.debug());
             refuse(error)

@@ -173,10 +173,7 @@ async fn route<'a, S: BookingStore + SyncStore + AttemptStore + InboundStore + C
             webhook_route::receive(store, request, request_id, clock, config.expose_error_debug).await.into()
         }
         ("POST", BOOKING_PATH) => {
-            let json = request.header("content-type").is_some_and(|t| {
-                t.split(';').next().is_some_and(|media| media.trim().eq_ignore_ascii_case("application/json"))
-            });
-            if !json {
+            if !is_json(request) {
                 warn!(step = "request_validation", outcome = "rejected", code = "UNSUPPORTED_MEDIA_TYPE");
                 return fail(ErrorCode::UnsupportedMediaType, Step::RequestValidation);
             }
@@ -226,10 +223,21 @@ pub fn loggable_path(path: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
+/// The token of `Authorization: Bearer <token>`, if any.
+fn bearer(request: &HttpRequest) -> Option<&str> {
+    request.header("authorization").and_then(|h| h.strip_prefix("Bearer "))
+}
+
 /// `Authorization: Bearer <expected>`, compared in constant time; never when no token is configured.
 fn bearer_is(request: &HttpRequest, expected: Option<&Secret>) -> bool {
-    let given = request.header("authorization").and_then(|h| h.strip_prefix("Bearer "));
-    matches!((expected, given), (Some(expected), Some(given)) if expected.matches(given))
+    matches!((expected, bearer(request)), (Some(expected), Some(given)) if expected.matches(given))
+}
+
+/// The body is declared JSON (`Content-Type: application/json`, any parameters).
+fn is_json(request: &HttpRequest) -> bool {
+    request.header("content-type").is_some_and(|t| {
+        t.split(';').next().is_some_and(|media| media.trim().eq_ignore_ascii_case("application/json"))
+    })
 }
 
 fn respond(answer: Answer, request_id: &RequestId, allowed_origin: Option<&str>, preflight: bool) -> HttpResponse {

@@ -79,7 +79,7 @@ fn staff_answer(request_id: &RequestId, data: Value) -> Answer {
 
 fn staff_failure(error: &StoreError, step: Step, request_id: &RequestId, clock: &impl Clock, expose_debug: bool) -> Answer {
     warn!(step = %step.as_str(), outcome = "failed", debug = %error.debug());
-    let mut failure = booking_error(error);
+    let mut failure = booking_error(error, Step::BookingRpc);
     if failure.step == Step::BookingRpc {
         failure.step = step;
     }

@@ -37,7 +37,7 @@ pub async fn receive(store: &impl InboundStore, request: &HttpRequest, request_i
             }
         }
         Err(store_error) => {
-            let error = booking_error(&store_error);
+            let error = booking_error(&store_error, Step::BookingRpc);
             warn!(step = "intakeq_webhook", outcome = "failed", code = %error.code.as_str(), debug = %store_error.debug());
             Answer::error(&error, request_id, clock, expose_debug)
         }
